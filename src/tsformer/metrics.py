@@ -1,0 +1,92 @@
+"""Evaluation (scikit-learn metrics) and the two plots of a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .train import History, predict_logits
+
+
+def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray, classes: list[Any], *,
+             batch_size: int = 256) -> dict[str, Any]:
+    """Accuracy, loss, confusion matrix and per-class precision/recall/F1 on codes ``y``."""
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+
+    logits = predict_logits(model, X, batch_size=batch_size)
+    y_t = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    pred = logits.argmax(1).numpy()
+    labels = list(range(len(classes)))
+    names = [str(c) for c in classes]
+    report = classification_report(y, pred, labels=labels, target_names=names,
+                                   output_dict=True, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "loss": float(F.cross_entropy(logits, y_t).item()),
+        "n_samples": int(len(y)),
+        "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+        "per_class": {n: report[n] for n in names},
+        "macro_avg": report["macro avg"],
+    }
+
+
+def format_metrics(m: dict[str, Any], classes: list[Any]) -> str:
+    """Accuracy, loss and a per-class table for the terminal."""
+    lines = [f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  (n={m['n_samples']})",
+             f"{'class':>10} {'precision':>10} {'recall':>10} {'f1':>10} {'support':>8}"]
+    for c in classes:
+        r = m["per_class"][str(c)]
+        lines.append(f"{c!s:>10} {r['precision']:>10.4f} {r['recall']:>10.4f} "
+                     f"{r['f1-score']:>10.4f} {int(r['support']):>8}")
+    lines.append("confusion matrix (rows: true, columns: predicted):")
+    lines += ["  " + " ".join(f"{v:>6}" for v in row) for row in m["confusion_matrix"]]
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_history(history: History, path: str | Path) -> None:
+    """Loss and accuracy per epoch, training and validation, as a PNG."""
+    plt = _pyplot()
+    rows = history.rows
+    ep = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(ep, [r[key] for r in rows], label=f"train {key}")
+        if rows and f"val_{key}" in rows[0]:
+            ax.plot(ep, [r[f"val_{key}"] for r in rows], label=f"validation {key}")
+        if history.best_epoch:
+            ax.axvline(history.best_epoch, color="grey", ls="--", lw=0.8, label="best epoch")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(cm: list[list[int]], classes: list[Any], path: str | Path) -> None:
+    """The test confusion matrix as a PNG."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 3), max(4, 0.5 * n + 3)))
+    ConfusionMatrixDisplay(np.asarray(cm), display_labels=[str(c) for c in classes]).plot(
+        ax=ax, colorbar=False, include_values=n <= 20)
+    ax.set_title("test confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,349 @@
+"""One training loop, Keras semantics by default (nanoGPT-style: plain config, plain loop).
+
+Defaults reproduce the seed's ``model.fit``: Adam(1e-4, eps 1e-7), batch 64, up to 200
+epochs, ``validation_split=0.2`` taken from the *end* of the (once-shuffled) training arrays
+as Keras takes it, a fresh shuffle of the training part each epoch, and early stopping on
+validation loss with patience 10 that restores the best weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run.  Plain data: it is saved in ``config.json``."""
+
+    optimizer: str = "adam"  # "adam" | "adamw"
+    lr: float = 1e-4
+    eps: float = 1e-7  # Keras' Adam epsilon
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int = 200
+    validation_split: float = 0.2
+    shuffle_before_split: bool = True  # the seed shuffles the training set once before fit
+    patience: int | None = 10  # None: no early stopping
+    restore_best: bool = True
+    schedule: str = "constant"  # "constant" | "onecycle" | "cosine"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    augment: list[str] = field(default_factory=list)  # names in AUGMENTATIONS
+    seed: int | None = 0
+    device: str = "auto"
+    amp: str = "auto"  # bf16 autocast on CUDA when "auto"; "off" disables
+    compile: bool = False
+    verbose: int = 1  # 0 silent, 1 progress bar per epoch (only on a terminal), 2 one line per epoch
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown training option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}"
+            )
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+@dataclass
+class History:
+    """Per-epoch metrics and how the run ended."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def to_csv(self) -> str:
+        if not self.rows:
+            return "epoch\n"
+        keys = list(self.rows[0])
+        lines = [",".join(keys)] + [",".join(f"{r[k]:.6g}" for k in keys) for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def _jitter(x: Tensor, g: torch.Generator) -> Tensor:
+    return x + 0.03 * torch.randn(x.shape, generator=g, device=x.device) * x.std(-1, keepdim=True)
+
+
+def _scale(x: Tensor, g: torch.Generator) -> Tensor:
+    s = 1 + 0.1 * torch.randn(x.shape[0], 1, 1, generator=g, device=x.device)
+    return x * s
+
+
+def _shift(x: Tensor, g: torch.Generator) -> Tensor:
+    """Circular time shift by up to 10% of the length, one shift per series."""
+    t = x.shape[-1]
+    k = torch.randint(-(t // 10), t // 10 + 1, (x.shape[0],), generator=g, device=x.device)
+    idx = (torch.arange(t, device=x.device)[None, :] - k[:, None]) % t
+    return torch.gather(x, -1, idx[:, None, :].expand_as(x))
+
+
+#: Training-time augmentations, by name, applied to a batch ``(B, C, T)`` in the given order.
+AUGMENTATIONS: dict[str, Callable[[Tensor, torch.Generator], Tensor]] = {
+    "jitter": _jitter, "scale": _scale, "shift": _shift,
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def seed_everything(seed: int | None) -> None:
+    if seed is None:
+        return
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def keras_validation_split(n: int, validation_split: float) -> int:
+    """Index where Keras' ``validation_split`` cuts: the last fraction is validation."""
+    if not 0.0 <= validation_split < 1.0:
+        raise ConfigError(f"validation_split must be in [0, 1), not {validation_split}")
+    return int(math.floor(n * (1.0 - validation_split)))
+
+
+def _autocast(device: torch.device, amp: str):
+    use = amp != "off" and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, X: np.ndarray | Tensor, *, batch_size: int = 256,
+    device: torch.device | str | None = None, amp: str = "auto",
+) -> Tensor:
+    """Logits in bounded memory: batches of ``batch_size`` go to the device one at a time."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for i in range(0, len(X), batch_size):
+            xb = torch.as_tensor(X[i:i + batch_size], dtype=torch.float32).to(dev)
+            with _autocast(dev, amp):
+                out.append(model(xb).float().cpu())
+    finally:
+        model.train(was_training)
+    if not out:
+        return torch.empty(0)
+    return torch.cat(out)
+
+
+def _evaluate_tensors(model: nn.Module, X: Tensor, y: Tensor, batch_size: int, amp: str
+                      ) -> tuple[float, float]:
+    logits = predict_logits(model, X, batch_size=batch_size, device=X.device, amp=amp)
+    yc = y.cpu()
+    loss = F.cross_entropy(logits, yc).item()
+    acc = (logits.argmax(1) == yc).float().mean().item()
+    return loss, acc
+
+
+def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def f(step: int) -> float:
+        if cfg.schedule == "constant":
+            return min(1.0, (step + 1) / warm) if warm else 1.0
+        if step < warm:
+            return (step + 1) / warm
+        prog = min(1.0, (step - warm) / max(1, total - warm))
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * prog))
+        if cfg.schedule == "onecycle":  # linear warm-up then cosine to 1/1000 of the peak
+            return 1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * prog))
+        raise ConfigError(f"unknown schedule {cfg.schedule!r}; use constant, cosine or onecycle")
+
+    return f
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                 weight_decay=cfg.weight_decay)
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; use 'adam' or 'adamw'")
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, unit="step",
+                dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def fit(
+    model: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig | None = None,
+    *,
+    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], bool | None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> History:
+    """Train ``model`` on ``X (n, C, T)`` float32 and integer class codes ``y``.
+
+    Validation comes from ``validation_data`` or, else, the last ``validation_split`` of the
+    training arrays (after one seeded shuffle, as the seed does).  ``on_epoch_end(epoch, row)``
+    may return True to stop (used for pruning and distributed runs).  Ctrl-C stops after the
+    current step and keeps the best weights so far; ``History.interrupted`` says so.
+    """
+    cfg = cfg or TrainConfig()
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    log = log or (lambda s: print(s, file=sys.stderr))
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    rng = np.random.default_rng(cfg.seed)
+    if validation_data is None and cfg.validation_split > 0:
+        if cfg.shuffle_before_split:
+            idx = rng.permutation(len(X))
+            X, y = X[idx], y[idx]
+        cut = keras_validation_split(len(X), cfg.validation_split)
+        if cut == 0 or cut == len(X):
+            raise ConfigError(
+                f"validation_split={cfg.validation_split} leaves no training or no validation "
+                f"data from {len(X)} series; lower it or pass validation data"
+            )
+        X, Xv, y, yv = X[:cut], X[cut:], y[:cut], y[cut:]
+    elif validation_data is not None:
+        Xv, yv = (np.asarray(a) for a in validation_data)
+        Xv, yv = Xv.astype(np.float32), yv.astype(np.int64)
+    else:
+        Xv = yv = None
+
+    # All data on the device once: no per-batch host copies.
+    model.to(device)
+    Xt = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+    yt = torch.from_numpy(y).to(device)
+    Xvt = torch.from_numpy(np.ascontiguousarray(Xv)).to(device) if Xv is not None else None
+    yvt = torch.from_numpy(yv).to(device) if yv is not None else None
+
+    opt = make_optimizer(model, cfg)
+    steps = math.ceil(len(Xt) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(cfg.seed if cfg.seed is not None else int(time.time()))
+    aug_gen = torch.Generator(device=device)
+    aug_gen.manual_seed((cfg.seed or 0) + 1)
+    augs = []
+    for name in cfg.augment:
+        if name not in AUGMENTATIONS:
+            raise ConfigError(f"unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}")
+        augs.append(AUGMENTATIONS[name])
+    step_fn = torch.compile(model) if cfg.compile else model
+
+    history = History()
+    best_loss, best_state, wait = math.inf, None, 0
+    show_bar = cfg.verbose >= 1 and sys.stderr.isatty() and not os.environ.get("CI")
+    t0 = time.perf_counter()
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            perm = torch.randperm(len(Xt), generator=gen).to(device)
+            tot_loss = torch.zeros((), device=device)
+            tot_correct = torch.zeros((), device=device)
+            bar = _progress(steps, f"epoch {epoch}/{cfg.epochs}", show_bar)
+            te = time.perf_counter()
+            for i in range(steps):
+                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                xb, yb = Xt[idx], yt[idx]
+                for aug in augs:
+                    xb = aug(xb, aug_gen)
+                with _autocast(device, cfg.amp):
+                    logits = step_fn(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                tot_loss += loss.detach() * len(idx)
+                tot_correct += (logits.argmax(1) == yb).sum()
+                if show_bar and (i % 5 == 0 or i == steps - 1):
+                    n_seen = min((i + 1) * cfg.batch_size, len(Xt))
+                    bar.set_postfix(loss=f"{tot_loss.item() / n_seen:.4f}",
+                                    acc=f"{tot_correct.item() / n_seen:.4f}")
+                bar.update(1)
+            bar.close()
+            row = {"epoch": epoch, "loss": tot_loss.item() / len(Xt),
+                   "accuracy": tot_correct.item() / len(Xt), "lr": opt.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - te}
+            if Xvt is not None:
+                row["val_loss"], row["val_accuracy"] = _evaluate_tensors(
+                    model, Xvt, yvt, max(256, cfg.batch_size), cfg.amp)
+            history.rows.append(row)
+            if cfg.verbose >= 1:
+                msg = " - ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                 if k not in ("epoch", "lr", "seconds"))
+                log(f"epoch {epoch}/{cfg.epochs} - {row['seconds']:.1f}s - {msg}")
+            monitor = row.get("val_loss", row["loss"])
+            if monitor < best_loss:
+                best_loss, wait, history.best_epoch = monitor, 0, epoch
+                if cfg.restore_best:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                wait += 1
+            if on_epoch_end is not None and on_epoch_end(epoch, row):
+                break
+            if cfg.patience is not None and wait >= cfg.patience:
+                history.stopped_early = True
+                if cfg.verbose >= 1:
+                    log(f"early stopping: no val_loss improvement in {cfg.patience} epochs; "
+                        f"best epoch {history.best_epoch}")
+                break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        log(f"interrupted: keeping the best model so far (epoch {history.best_epoch})")
+    if best_state is not None and cfg.restore_best:
+        model.load_state_dict(best_state)
+    history.seconds = time.perf_counter() - t0
+    return history
