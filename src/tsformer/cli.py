@@ -89,11 +89,30 @@ def _read_for_model(path: str, n_channels: int, n_timepoints: int
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Under ``torchrun`` every rank runs the same command; rank 0 alone prints and writes."""
+    import contextlib
+
+    from . import distributed
+
+    device = args.device or (_load_config_file(args.config).get("train", {}).get("device")
+                             if args.config else None)
+    distributed.init_from_env(device or "auto")  # a no-op unless torchrun set WORLD_SIZE > 1
+    try:
+        if distributed.is_main():
+            return _cmd_train(args)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return _cmd_train(args)  # errors still surface: main() reports them after this
+    finally:
+        distributed.cleanup()
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
     from .data import check_X, check_Xy, encode_labels, load_dataset
+    from .distributed import is_main
     from .io import check_writable_target, make_config, model_card, save_pretrained
     from .metrics import evaluate, format_metrics, plot_confusion, plot_history
     from .models import count_parameters, create_model, get_preset, resolve_model_params
-    from .train import TrainConfig, fit
+    from .train import TrainConfig, fit, seed_everything
 
     file_cfg = _load_config_file(args.config) if args.config else {}
     preset = args.preset or file_cfg.get("preset", "seed")
@@ -109,10 +128,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             train_over[key] = getattr(args, key)
     if args.compile:
         train_over["compile"] = True
-    if args.epochs is None and not args.full and train_over.get("epochs", 200) > QUICK_EPOCHS:
-        _info(f"note: training at most {QUICK_EPOCHS} epochs for a quick first run; the full "
-              f"{preset} schedule ({train_over.get('epochs')} epochs) is --full")
-        train_over["epochs"] = QUICK_EPOCHS
+    capped = args.epochs is None and not args.full and train_over.get("epochs", 200) > QUICK_EPOCHS
+    if capped:
+        full_epochs, train_over["epochs"] = train_over.get("epochs"), QUICK_EPOCHS
     train_over["verbose"] = 0 if args.quiet else 1
     cfg = TrainConfig.from_dict(train_over)
 
@@ -155,6 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_writable_target(out, args.overwrite)
 
     n_ch, n_t = Xtr.shape[1], Xtr.shape[2]
+    seed_everything(cfg.seed)  # the initial weights too, so --seed reproduces a run
     model = create_model(preset, n_channels=n_ch, n_timepoints=n_t, n_classes=len(classes),
                          **model_over)
     n_params = count_parameters(model)
@@ -163,7 +182,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     _info(f"preset {preset} ({params.get('variant', '')}): {n_params:,} parameters; "
           f"up to {cfg.epochs} epochs, batch {cfg.batch_size}, early stopping patience "
           f"{cfg.patience}")
+    if capped:
+        _info(f"note: training at most {QUICK_EPOCHS} epochs for a quick first run; the full "
+              f"{preset} schedule ({full_epochs} epochs, early stopping) is --full")
     history = fit(model, Xtr, codes, cfg, log=_info)
+    if not is_main():
+        return 0  # rank 0 holds the same weights; it alone evaluates and writes the run
     model.cpu()
     metrics: dict[str, Any] = {
         "dataset": name, "preset": preset, "epochs_run": len(history.rows),
@@ -314,6 +338,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 #: Extra subcommands register here: name -> function adding a subparser (set func=...).
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+from .benchmark import add_subcommand as _add_benchmark  # noqa: E402
+
+EXTRA_COMMANDS.append(_add_benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_datasets)
 
+    from . import serve  # noqa: F401  (registers 'tsformer serve' in EXTRA_COMMANDS)
     for add in EXTRA_COMMANDS:
         add(sub)
     return parser
@@ -385,3 +413,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted")
     except BrokenPipeError:
         return 0
+
+
+from . import tune as _tune  # noqa: E402,F401  (registers the "tune" command)

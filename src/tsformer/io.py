@@ -1,4 +1,4 @@
-"""Model directories in the Hugging Face layout: ``config.json``, ``model.safetensors``, ``README.md``.
+"""Model directories in the Hugging Face layout: config.json, model.safetensors, README.md.
 
 Loading never unpickles anything: the config is JSON and the weights are safetensors.
 Saving is atomic: everything is written into a hidden temporary sibling directory which is
@@ -33,7 +33,8 @@ def check_writable_target(path: str | os.PathLike, overwrite: bool = False) -> P
     """Fail before any work if ``path`` exists and may not be replaced."""
     p = Path(path)
     if p.exists() and not overwrite:
-        raise ModelDirError(f"output directory {p} already exists; choose another or pass --overwrite")
+        raise ModelDirError(
+            f"output directory {p} already exists; choose another or pass --overwrite")
     if p.exists() and not p.is_dir():
         raise ModelDirError(f"output path {p} is a file, not a directory")
     return p
@@ -105,7 +106,8 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelDirError(f"{cfg_path} is not valid JSON ({e}); the directory is corrupt") from e
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-        raise ModelDirError(f"{cfg_path} is not a tsformer config (missing \"format\": \"tsformer\")")
+        raise ModelDirError(
+            f"{cfg_path} is not a tsformer config (missing \"format\": \"tsformer\")")
     if cfg.get("format_version", 0) > FORMAT_VERSION:
         raise ModelDirError(
             f"{p} was saved by a newer tsformer (format {cfg['format_version']}); upgrade tsformer"

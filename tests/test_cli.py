@@ -1,0 +1,115 @@
+import json
+
+import numpy as np
+import pytest
+
+from tsformer.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def trained(tmp_path, small_tsv, capsys):
+    train, test = small_tsv
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "train", "--train", str(train), "--test", str(test),
+                            "--epochs", "2", "--lr", "1e-3",
+                            "--out", str(out), "--quiet")
+    assert code == 0, err
+    return out, stdout, err
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    out, stdout, _ = trained
+    assert "test accuracy:" in stdout and str(out) in stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["README.md", "config.json", "confusion_matrix.png", "history.csv",
+                     "metrics.json", "model.safetensors", "training_curves.png"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["classes"] == [-1, 1] and cfg["input"]["n_timepoints"] == 150
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs_run"] == 2 and len(m["test"]["confusion_matrix"]) == 2
+    assert (out / "history.csv").read_text().startswith("epoch,loss,accuracy")
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_default_run_is_capped_and_announced(tmp_path, small_tsv, capsys, monkeypatch):
+    import tsformer.cli as cli
+
+    monkeypatch.setattr(cli, "QUICK_EPOCHS", 1)
+    train, test = small_tsv
+    code, _, err = run(capsys, "train", "--train", str(train), "--test", str(test),
+                       "--out", str(tmp_path / "r"), "--quiet")
+    assert code == 0 and "--full" in err and "at most 1 epochs" in err
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs_run"] == 1
+
+
+def test_evaluate_and_predict(trained, small_tsv, tmp_path, capsys):
+    out, stdout, _ = trained
+    _, test = small_tsv
+    code, text, _ = run(capsys, "evaluate", str(out), "--file", str(test), "--json")
+    assert code == 0
+    acc = json.loads(text)["accuracy"]
+    assert f"{acc:.4f}" in stdout  # same figure as at the end of training
+
+    code, text, _ = run(capsys, "predict", str(out), str(test))
+    rows = text.strip().splitlines()
+    assert code == 0 and rows[0] == "index,label,p_-1,p_1" and len(rows) == 101
+    # a file without the label column predicts the same
+    data = np.loadtxt(test, delimiter="\t")
+    unl = tmp_path / "unlabelled.csv"
+    np.savetxt(unl, data[:, 1:], delimiter=",")
+    code, text2, _ = run(capsys, "predict", str(out), str(unl))
+    assert code == 0 and text2 == text
+    code, js, _ = run(capsys, "predict", str(out), str(test), "--format", "json")
+    pred = json.loads(js)
+    assert len(pred) == 100 and set(pred[0]["probabilities"]) == {"-1", "1"}
+    assert abs(sum(pred[0]["probabilities"].values()) - 1) < 1e-5
+
+
+def test_summary_and_datasets(capsys):
+    code, out, _ = run(capsys, "summary", "--preset", "seed", "--variant", "postnorm")
+    assert code == 0 and "Total params: 93,130" in out
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0 and "FordA" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--dataset", "FordAA"], "FordA"),                   # unknown name, suggestion
+    (["train", "--train", "missing.tsv"], "missing.tsv"),
+    (["train", "--preset", "nope"], "unknown preset"),
+    (["train", "--epochs", "ten"], "invalid int"),
+    (["evaluate", "no/such/run"], "does not exist"),
+    (["summary", "--variant", "sideways"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_user_errors_are_one_line_and_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) if argv[0] == "frobnicate" or "ten" in argv or \
+            "sideways" in argv else _noop() as e:
+        code = main(argv)
+    code = e.value.code if hasattr(e, "value") else code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+class _noop:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_predict_refuses_wrong_length_and_existing_out(trained, tmp_path, capsys):
+    out, _, _ = trained
+    bad = tmp_path / "short.csv"
+    np.savetxt(bad, np.zeros((3, 20)), delimiter=",")
+    code, _, err = run(capsys, "predict", str(out), str(bad))
+    assert code == 2 and "never resampled" in err
+    code, _, err = run(capsys, "train", "--train", str(bad), "--out", str(out))
+    assert code == 2
