@@ -1,0 +1,472 @@
+"""Hyperparameter search on Optuna: ``tsformer tune --dataset NAME --preset P --trials N``.
+
+Search spaces are plain data (:data:`SEARCH_SPACES`), one per preset, split into ``model``
+options (constructor arguments of the preset) and ``train`` options (:class:`TrainConfig`
+fields).  A preset without an entry is searched over :data:`GENERIC_TRAIN_SPACE` only, so a
+new preset is tunable the day it is registered; its author adds a ``model`` space here (or at
+run time with :func:`register_search_space`) to search its architecture too.
+
+Trials are scored on a validation split carved out of the *training* data (the test split is
+never touched), pruned by Optuna's ``MedianPruner`` from the per-epoch validation loss, and
+stored in an RDB: a SQLite file by default, or any Optuna storage URL (PostgreSQL, MySQL) that
+lets many workers on many machines share one study (``docs/scaling.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import optuna
+
+#: One parameter: ``{"type": "float", "low": 1e-5, "high": 1e-2, "log": True}``,
+#: ``{"type": "int", "low": 1, "high": 6}`` (optional ``"step"``/``"log"``) or
+#: ``{"type": "categorical", "choices": [...]}`` (JSON scalars only).
+ParamSpec = dict[str, Any]
+
+#: Training options worth searching for any preset (TrainConfig field -> spec).
+GENERIC_TRAIN_SPACE: dict[str, ParamSpec] = {
+    "lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    "batch_size": {"type": "categorical", "choices": [16, 32, 64, 128]},
+    "optimizer": {"type": "categorical", "choices": ["adam", "adamw"]},
+    "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
+    "schedule": {"type": "categorical", "choices": ["constant", "cosine", "onecycle"]},
+    "label_smoothing": {"type": "float", "low": 0.0, "high": 0.2},
+}
+
+#: Search spaces by preset: ``{"model": {option: spec}, "train": {option: spec}}``.  A missing
+#: ``train`` section means :data:`GENERIC_TRAIN_SPACE`; a missing ``model`` section, none.
+SEARCH_SPACES: dict[str, dict[str, dict[str, ParamSpec]]] = {
+    "seed": {
+        "model": {
+            "head_size": {"type": "categorical", "choices": [16, 32, 64, 128, 256]},
+            "num_heads": {"type": "categorical", "choices": [1, 2, 4, 8]},
+            "ff_dim": {"type": "categorical", "choices": [2, 4, 8, 16, 32]},
+            "num_blocks": {"type": "int", "low": 1, "high": 6},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+            "mlp_dropout": {"type": "float", "low": 0.0, "high": 0.6},
+        },
+        "train": {
+            "lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+            "batch_size": {"type": "categorical", "choices": [16, 32, 64, 128]},
+            "schedule": {"type": "categorical", "choices": ["constant", "cosine", "onecycle"]},
+            "label_smoothing": {"type": "float", "low": 0.0, "high": 0.2},
+        },
+    },
+}
+
+DEFAULT_DB = "tsformer-tune.db"
+
+
+def register_search_space(preset: str, model: Mapping[str, ParamSpec] | None = None,
+                          train: Mapping[str, ParamSpec] | None = None) -> None:
+    """Declare (or replace) the search space of ``preset``; checked when a search starts."""
+    space: dict[str, dict[str, ParamSpec]] = {}
+    if model is not None:
+        space["model"] = dict(model)
+    if train is not None:
+        space["train"] = dict(train)
+    SEARCH_SPACES[preset] = space
+
+
+def search_space(preset: str) -> dict[str, dict[str, ParamSpec]]:
+    """The space searched for ``preset``, with defaults filled in and every entry checked."""
+    from .models import get_preset
+    from .train import TrainConfig
+
+    spec = get_preset(preset)  # unknown preset -> ConfigError listing the presets
+    declared = SEARCH_SPACES.get(preset, {})
+    space = {"model": dict(declared.get("model", {})),
+             "train": dict(declared.get("train", GENERIC_TRAIN_SPACE))}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for section, known in (("model", set(spec["model"])), ("train", train_fields)):
+        for name, p in space[section].items():
+            if name not in known:
+                raise ConfigError(f"search space of {preset!r}: {section} option {name!r} does "
+                                  f"not exist; options: {', '.join(sorted(known))}")
+            _check_spec(f"{preset}.{section}.{name}", p)
+    clash = set(space["model"]) & set(space["train"])
+    if clash:  # Optuna parameter names are flat
+        raise ConfigError(f"search space of {preset!r} names {', '.join(sorted(clash))} in "
+                          "both model and train")
+    return space
+
+
+def _check_spec(where: str, p: ParamSpec) -> None:
+    kind = p.get("type")
+    if kind == "categorical":
+        choices = p.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}: a categorical needs a non-empty 'choices' list")
+        if not all(c is None or isinstance(c, (bool, int, float, str)) for c in choices):
+            raise ConfigError(f"{where}: choices must be JSON scalars (Optuna stores them)")
+    elif kind in ("float", "int"):
+        low, high = p.get("low"), p.get("high")
+        if low is None or high is None or not low < high:
+            raise ConfigError(f"{where}: needs 'low' < 'high'")
+        if p.get("log") and low <= 0:
+            raise ConfigError(f"{where}: a log-scale range must be positive")
+    else:
+        raise ConfigError(f"{where}: type must be 'float', 'int' or 'categorical', not {kind!r}")
+
+
+def suggest(trial: optuna.Trial, space: dict[str, dict[str, ParamSpec]]
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Draw one configuration: ``(model_overrides, train_overrides)``."""
+    out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for section, params in space.items():
+        for name, p in params.items():
+            if p["type"] == "categorical":
+                out[section][name] = trial.suggest_categorical(name, p["choices"])
+            elif p["type"] == "int":
+                out[section][name] = trial.suggest_int(name, p["low"], p["high"],
+                                                       step=p.get("step", 1),
+                                                       log=p.get("log", False))
+            else:
+                out[section][name] = trial.suggest_float(name, p["low"], p["high"],
+                                                         step=p.get("step"),
+                                                         log=p.get("log", False))
+    return out["model"], out["train"]
+
+
+def split_validation(X: np.ndarray, y: np.ndarray, fraction: float = 0.2, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training data -> (X_fit, y_fit, X_val, y_val), stratified by class.
+
+    The same split for every trial and every worker (fixed seed), so scores are comparable;
+    each class with >= 2 series keeps at least one on either side.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"validation split must be in (0, 1), not {fraction}")
+    rng = np.random.default_rng(seed)
+    val: list[np.ndarray] = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = min(len(idx) - 1, max(1, int(round(len(idx) * fraction))))
+        val.append(idx[:k])
+    i_val = np.sort(np.concatenate(val))
+    i_fit = np.setdiff1d(np.arange(len(X)), i_val)
+    if len(i_val) == 0 or len(i_fit) == 0:
+        raise DataError(f"{len(X)} training series are too few for a {fraction} validation split")
+    return X[i_fit], y[i_fit], X[i_val], y[i_val]
+
+
+def open_study(storage: str, study_name: str, *, pruner: optuna.pruners.BasePruner | None = None,
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Create or join a study; many processes may call this on one storage at once."""
+    import optuna
+
+    engine_kwargs: dict[str, Any] = {}
+    if storage.startswith("sqlite"):  # SQLite serialises writers: wait instead of failing
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # A worker that dies (machine lost, kill -9) stops beating: its RUNNING trial
+                # is marked FAIL after the grace period instead of counting as running forever.
+                rdb = optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs,
+                                                 heartbeat_interval=60, grace_period=180)
+            return optuna.create_study(
+                storage=rdb, study_name=study_name, direction="minimize", load_if_exists=True,
+                pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5,
+                                                             n_warmup_steps=1),
+                sampler=sampler)
+        except SQLAlchemyError:
+            # Workers started together on a new database race to create its schema; the
+            # loser finds it created a moment later.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
+
+
+def run_tune(
+    X: np.ndarray, y: np.ndarray, *, preset: str, n_trials: int, storage: str,
+    study_name: str, epochs: int = 20, validation_split: float = 0.2, seed: int = 0,
+    device: str = "auto", timeout: float | None = None,
+    pruner: optuna.pruners.BasePruner | None = None, log: Callable[[str], None] | None = None,
+) -> optuna.Study:
+    """Run trials until the study holds ``n_trials`` (counting every worker's) and return it.
+
+    ``X (n, C, T)`` and integer codes ``y`` are *training* data only; a fixed validation split
+    of them scores each trial (best validation loss, minimised).
+    """
+    import optuna
+    import torch
+
+    from .models import create_model, get_preset
+    from .train import TrainConfig, fit
+
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    space = search_space(preset)
+    base_train = get_preset(preset)["train"]
+    Xf, yf, Xv, yv = split_validation(np.asarray(X, np.float32), np.asarray(y, np.int64),
+                                      validation_split, seed)
+    n_classes = int(np.max(y)) + 1
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(storage, study_name, pruner=pruner)
+    for key, value in (("preset", preset), ("n_timepoints", int(X.shape[2]))):
+        have = study.user_attrs.get(key)
+        if have is None:
+            study.set_user_attr(key, value)
+        elif have != value:
+            raise ConfigError(f"study {study_name!r} was started with {key} {have!r}, not "
+                              f"{value!r}; use another --study name")
+
+    def objective(trial: optuna.Trial) -> float:
+        model_over, train_over = suggest(trial, space)
+        trial.set_user_attr("model", model_over)
+        trial.set_user_attr("train", train_over)
+        cfg = TrainConfig.from_dict({**base_train, **train_over, "epochs": epochs,
+                                     "seed": seed, "device": device, "verbose": 0})
+        torch.manual_seed(seed)  # same initial draw for every trial: fairer comparisons
+        model = create_model(preset, n_channels=X.shape[1], n_timepoints=X.shape[2],
+                             n_classes=n_classes, **model_over)
+        pruned_at: list[int] = []
+
+        def report(epoch: int, row: dict[str, float]) -> bool:
+            trial.report(row["val_loss"], epoch)
+            if trial.should_prune():
+                pruned_at.append(epoch)
+                return True
+            return False
+
+        history = fit(model, Xf, yf, cfg, validation_data=(Xv, yv), on_epoch_end=report)
+        if history.interrupted:
+            raise KeyboardInterrupt
+        if pruned_at:
+            raise optuna.TrialPruned(f"pruned at epoch {pruned_at[0]}")
+        best = min(history.rows, key=lambda r: r["val_loss"])
+        trial.set_user_attr("val_accuracy", best["val_accuracy"])
+        trial.set_user_attr("best_epoch", int(best["epoch"]))
+        return float(best["val_loss"])
+
+    def announce(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            log(f"trial {t.number}: val_loss {t.value:.4f} val_accuracy "
+                f"{t.user_attrs.get('val_accuracy', float('nan')):.4f} ({_brief(t.params)})")
+        elif t.state == optuna.trial.TrialState.PRUNED:
+            log(f"trial {t.number}: pruned after epoch {t.last_step}")
+        else:
+            log(f"trial {t.number}: {t.state.name.lower()}")
+
+    remaining = n_trials - len(study.trials)
+    if remaining <= 0:
+        log(f"study {study_name!r} already holds {len(study.trials)} trials (target {n_trials})")
+        return study
+    log(f"study {study_name!r}: {len(study.trials)} trials so far, target {n_trials}; "
+        f"{len(Xf)} fit / {len(Xv)} validation series, {epochs} epochs per trial")
+    stop_at_target = optuna.study.MaxTrialsCallback(n_trials, states=None)
+    study.optimize(objective, n_trials=remaining, timeout=timeout,
+                   callbacks=[announce, stop_at_target],
+                   catch=(torch.cuda.OutOfMemoryError,))
+    return study
+
+
+def _brief(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
+def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    import optuna
+
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def best_config(study: optuna.Study, preset: str) -> dict[str, Any]:
+    """The best trial as a preset file for ``tsformer train --config``.
+
+    ``model`` holds every model option (not only the searched ones), so the file still means
+    the same thing if the preset's defaults change; ``train`` holds the preset's training
+    defaults with the searched values, and the preset's full epoch budget (not the shorter
+    one used per trial).
+    """
+    from .models import get_preset, resolve_model_params
+
+    if not _completed(study):
+        raise ConfigError(f"no trial of study {study.study_name!r} has completed yet "
+                          f"({len(study.trials)} pruned/failed/running); run more trials")
+    best = study.best_trial
+    model_over = best.user_attrs.get("model", {})
+    train_over = best.user_attrs.get("train", {})
+    return {"preset": preset, "model": resolve_model_params(preset, model_over),
+            "train": {**get_preset(preset)["train"], **train_over}}
+
+
+def plot_summary(study: optuna.Study, path: str | os.PathLike) -> None:
+    """Optimisation history and parameter importances, side by side, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from matplotlib.ticker import MaxNLocator
+
+    done = _completed(study)
+    pruned = [t for t in study.trials
+              if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if done:
+        xs = [t.number for t in done]
+        vs = [float(t.value) for t in done]
+        ax1.scatter(xs, vs, s=18, label="completed")
+        ax1.step(xs, np.minimum.accumulate(vs), where="post", color="C3", label="best so far")
+    if pruned:
+        ax1.scatter([t.number for t in pruned],
+                    [t.intermediate_values[t.last_step] for t in pruned],
+                    marker="x", color="0.6", label="pruned (last report)")
+    ax1.set(title=f"optimisation history ({len(study.trials)} trials)", xlabel="trial",
+            ylabel="validation loss")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if done or pruned:
+        ax1.legend(fontsize=8)
+    ax2.set_title("parameter importances (fANOVA)")
+    importances: dict[str, float] = {}
+    if len(done) >= 2:
+        try:
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except (RuntimeError, ValueError) as e:  # e.g. every completed trial drew one value
+            ax2.text(0.5, 0.5, f"not available: {e}", ha="center", wrap=True)
+    if importances:
+        names = list(importances)[::-1]
+        ax2.barh(names, [importances[n] for n in names])
+        ax2.set_xlabel("importance")
+    elif len(done) < 2:
+        ax2.text(0.5, 0.5, f"needs >= 2 completed trials (have {len(done)})", ha="center",
+                 va="center", transform=ax2.transAxes)
+        ax2.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def trials_csv(study: optuna.Study) -> str:
+    """All trials as CSV: number, state, value, then every parameter seen."""
+    names = sorted({k for t in study.trials for k in t.params})
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["number", "state", "value", "val_accuracy", "last_epoch", *names])
+    for t in study.trials:
+        w.writerow([t.number, t.state.name, "" if t.value is None else f"{t.value:.6g}",
+                    t.user_attrs.get("val_accuracy", ""), t.last_step or "",
+                    *(t.params.get(n, "") for n in names)])
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
+    """Concurrent workers may finish together: each writes a private file, then renames."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .data import check_Xy, encode_labels, load_dataset, load_file
+
+    if args.trials < 1:
+        raise ConfigError("--trials must be at least 1")
+    if args.dataset and args.train_file:
+        raise DataError("give either --dataset NAME or --train FILE, not both")
+    if args.train_file:
+        X, y = load_file(args.train_file)
+        name = Path(args.train_file).stem
+        if y is None:
+            raise DataError(f"{args.train_file} has no labels; tuning needs a label column")
+    else:
+        splits = load_dataset(args.dataset or "FordA")
+        X, y, name = splits.X_train, splits.y_train, splits.name
+        del splits  # the test split plays no part in tuning
+    X, y = check_Xy(X, y)
+    codes, _classes = encode_labels(y)
+    out = Path(args.out or f"tune/{name}-{args.preset}")
+    out.mkdir(parents=True, exist_ok=True)
+    storage = args.storage or f"sqlite:///{(out / DEFAULT_DB).resolve()}"
+    study_name = args.study or f"{name}-{args.preset}"
+    study = run_tune(X, codes, preset=args.preset, n_trials=args.trials, storage=storage,
+                     study_name=study_name, epochs=args.epochs,
+                     validation_split=args.validation_split, seed=args.seed,
+                     device=args.device or "auto", timeout=args.timeout)
+    _write_atomic(out / "trials.csv", lambda p: p.write_text(trials_csv(study), "utf-8"))
+    _write_atomic(out / "summary.png", lambda p: plot_summary(study, p))
+    print(f"study {study_name!r} in {_safe_url(storage)}: {len(study.trials)} trials")
+    try:
+        config = best_config(study, args.preset)
+    except ConfigError as e:
+        print(f"summary plot: {out / 'summary.png'}")
+        raise ConfigError(f"{e}; no best configuration written") from e
+    text = json.dumps(config, indent=2) + "\n"
+    _write_atomic(out / "best.json", lambda p: p.write_text(text, "utf-8"))
+    best = study.best_trial
+    acc = best.user_attrs.get("val_accuracy", math.nan)
+    print(f"best trial {best.number}: val_loss {best.value:.4f}, val_accuracy {acc:.4f}")
+    print(f"best configuration: {out / 'best.json'}  (tsformer train --config "
+          f"{out / 'best.json'} --full)")
+    print(f"summary plot: {out / 'summary.png'}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """A storage URL without its password, for printing."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def add_tune_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="hyperparameter search with Optuna (validation split only)")
+    p.add_argument("--dataset", help="dataset name (default FordA) or path; training split only")
+    p.add_argument("--train", dest="train_file", help="labelled training file instead")
+    p.add_argument("--preset", default="seed", help="preset whose search space to use")
+    p.add_argument("--trials", type=int, required=True,
+                   help="trials the study should hold in total, all workers together")
+    p.add_argument("--storage", help=f"Optuna storage URL (default sqlite:///OUT/{DEFAULT_DB}); "
+                   "postgresql://user:pw@host/db lets workers on many machines share a study")
+    p.add_argument("--study", help="study name (default DATASET-PRESET); workers join by name")
+    p.add_argument("--epochs", type=int, default=20, help="max epochs per trial (default 20)")
+    p.add_argument("--validation-split", type=float, default=0.2,
+                   help="fraction of the training data that scores trials (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="data split and weight-init seed")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--out", help="output directory (default tune/DATASET-PRESET)")
+    p.set_defaults(func=cmd_tune)
+
+
+def _register() -> None:
+    from .cli import EXTRA_COMMANDS
+
+    if add_tune_command not in EXTRA_COMMANDS:
+        EXTRA_COMMANDS.append(add_tune_command)
+
+
+_register()

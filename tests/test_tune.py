@@ -1,0 +1,127 @@
+"""``tsformer tune``: search spaces as data, pruning, shared studies, and the preset round trip."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from tsformer import models, tune
+from tsformer.cli import main
+from tsformer.errors import ConfigError
+
+TINY_MODEL = {"head_size": 4, "num_heads": 1, "ff_dim": 4, "num_blocks": 1, "mlp_units": [8],
+              "dropout": 0.0, "mlp_dropout": 0.0}
+TINY_SPACE = {
+    "model": {"num_heads": {"type": "categorical", "choices": [1, 2]},
+              "dropout": {"type": "float", "low": 0.0, "high": 0.3}},
+    "train": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+              "batch_size": {"type": "categorical", "choices": [8, 16]}},
+}
+# A worker process: registers the tiny preset and its space (as a preset author would), then
+# runs the real command line.
+WORKER = textwrap.dedent(f"""
+    import sys
+    from tsformer import cli, models, tune
+    models.register_preset("tune_tiny", "seed_transformer", {TINY_MODEL!r}, {{"epochs": 5}})
+    tune.SEARCH_SPACES["tune_tiny"] = {TINY_SPACE!r}
+    raise SystemExit(cli.main(sys.argv[1:]))
+""")
+
+
+@pytest.fixture
+def tiny_preset() -> Iterator[str]:
+    models.register_preset("tune_tiny", "seed_transformer", TINY_MODEL, {"epochs": 5})
+    tune.SEARCH_SPACES["tune_tiny"] = TINY_SPACE
+    yield "tune_tiny"
+    models.PRESETS.pop("tune_tiny", None)
+    tune.SEARCH_SPACES.pop("tune_tiny", None)
+
+
+def _train_file(d: Path, n: int = 40) -> Path:
+    """Training data only: no test file exists, so tuning cannot be reading one."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n)
+    t = np.linspace(0, 6, 16)
+    X = np.sin(t[None] * (1 + y[:, None])) + 0.3 * rng.standard_normal((n, 16))
+    path = d / "Tiny_TRAIN.tsv"
+    np.savetxt(path, np.column_stack([y, X]), delimiter="\t", fmt="%.5f")
+    return path
+
+
+def test_search_spaces_are_checked_data(tiny_preset: str) -> None:
+    seed = tune.search_space("seed")
+    assert {"head_size", "num_heads", "dropout", "mlp_dropout"} <= set(seed["model"])
+    assert {"lr", "batch_size"} <= set(seed["train"])
+    tune.SEARCH_SPACES.pop(tiny_preset)  # a preset without a declared space: generic training
+    assert tune.search_space(tiny_preset) == {"model": {}, "train": tune.GENERIC_TRAIN_SPACE}
+    tune.register_search_space(tiny_preset, model={"no_such": {"type": "int", "low": 1,
+                                                               "high": 2}})
+    with pytest.raises(ConfigError, match="no_such"):
+        tune.search_space(tiny_preset)
+    tune.register_search_space(tiny_preset, train={"lr": {"type": "float", "low": 0,
+                                                          "high": 1, "log": True}})
+    with pytest.raises(ConfigError, match="positive"):
+        tune.search_space(tiny_preset)
+
+
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return True
+
+
+def test_pruning_from_epoch_validation_loss(tiny_preset: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 1, 16)).astype(np.float32)
+    y = rng.integers(0, 2, 30)
+    study = tune.run_tune(X, y, preset=tiny_preset, n_trials=2, epochs=4, device="cpu",
+                          storage=f"sqlite:///{tmp_path / 's.db'}", study_name="p",
+                          pruner=_AlwaysPrune(), log=lambda s: None)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert all(list(t.intermediate_values) == [1] for t in study.trials)  # stopped at epoch 1
+    with pytest.raises(ConfigError, match="no trial"):
+        tune.best_config(study, tiny_preset)
+    tune.plot_summary(study, tmp_path / "s.png")  # no completed trial: still a plot
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_workers_share_one_sqlite_study_and_best_config_trains(
+        tiny_preset: str, tmp_path: Path) -> None:
+    train = _train_file(tmp_path)
+    out = tmp_path / "tune"
+    cmd = [sys.executable, "-c", WORKER, "tune", "--train", str(train), "--preset", tiny_preset,
+           "--trials", "6", "--epochs", "1", "--device", "cpu", "--out", str(out)]
+    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    results = [w.communicate(timeout=120) for w in workers]
+    for w, (_, err) in zip(workers, results, strict=True):
+        assert w.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name=f"Tiny_TRAIN-{tiny_preset}",
+                              storage=f"sqlite:///{out / tune.DEFAULT_DB}")
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) and sorted(numbers) == list(range(len(numbers)))
+    assert 6 <= len(numbers) <= 7  # the target, give or take a trial started in a race
+    assert all(t.state.is_finished() for t in study.trials)
+    reported = [int(m) for _, err in results for m in re.findall(r"^trial (\d+):", err, re.M)]
+    assert sorted(reported) == numbers  # each trial run by exactly one worker
+    assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert "number,state,value" in (out / "trials.csv").read_text()
+
+    best = json.loads((out / "best.json").read_text())
+    assert set(best) == {"preset", "model", "train"} and best["preset"] == tiny_preset
+    assert best["model"]["num_heads"] == study.best_trial.params["num_heads"]
+    assert best["train"]["lr"] == study.best_trial.params["lr"]
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(out / "best.json"), "--train", str(train),
+                 "--epochs", "1", "--quiet", "--out", str(run)]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert json.dumps(saved).count(str(best["train"]["lr"])) >= 1
+    assert saved["preset"] == tiny_preset
