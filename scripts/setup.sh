@@ -3,7 +3,8 @@
 # Creates .venv, installs the CPU build of PyTorch first where no torch is present (so no CUDA
 # packages are pulled), then tsformer with the extras named in $1 (default: ucr).
 #   scripts/setup.sh            -> runtime + offline UCR datasets
-#   scripts/setup.sh test       -> everything the test suite needs
+#   scripts/setup.sh test       -> everything the test suite needs, including headless
+#                                  Chromium for the demo page's browser test (apt, as root)
 # Elsewhere, point TORCH_INDEX at a CPU wheel index if torch==$TORCH_VERSION is not local.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,3 +22,12 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 echo "setup: installing tsformer[$extras]" >&2
 pipq -e ".[$extras]"
+if [ "${1:-}" = test ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Chromium (Debian) for the browser test" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+      fonts-liberation >/dev/null
+  else
+    echo "setup: no chromium found; the demo page's browser test will be skipped" >&2
+  fi
+fi

@@ -28,7 +28,7 @@ def test_train_writes_a_complete_run_directory(trained):
     assert "test accuracy:" in stdout and str(out) in stdout
     names = sorted(p.name for p in out.iterdir())
     assert names == ["README.md", "config.json", "confusion_matrix.png", "history.csv",
-                     "metrics.json", "model.safetensors", "training_curves.png"]
+                     "metrics.json", "model.safetensors", "sample.json", "training_curves.png"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["classes"] == [-1, 1] and cfg["input"]["n_timepoints"] == 150
     m = json.loads((out / "metrics.json").read_text())

@@ -211,8 +211,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "training_curves.png": lambda p: plot_history(history, p),
     }
     if Xte is not None:
+        from .serve import write_demo_sample
+
         extra["confusion_matrix.png"] = lambda p: plot_confusion(
             metrics["test"]["confusion_matrix"], classes, p)
+        write_demo_sample(extra, Xte, yte)  # examples for the demo page of 'tsformer serve'
     card_metrics = dict(metrics.get("test", {}), split="test") if Xte is not None else None
     save_pretrained(out, model, config, card=model_card(config, card_metrics),
                     extra_files=extra, overwrite=args.overwrite)
