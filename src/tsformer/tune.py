@@ -189,7 +189,7 @@ def open_study(storage: str, study_name: str, *, pruner: optuna.pruners.BasePrun
             return optuna.create_study(
                 storage=rdb, study_name=study_name, direction="minimize", load_if_exists=True,
                 pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5,
-                                                             n_warmup_steps=1),
+                                                             n_warmup_steps=2),
                 sampler=sampler)
         except SQLAlchemyError:
             # Workers started together on a new database race to create its schema; the
