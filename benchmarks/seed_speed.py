@@ -1,0 +1,194 @@
+"""Seconds per training step of the seed model: Keras-layout direct attention vs the fast path.
+
+Why: the seed's attention is the whole cost of a training step, and the fast path (attention
+in the 1-feature input space, native kernel, counter-based attention dropout) is what makes
+training on a CPU practical.  Direct and fast are timed in the SAME run so their ratio is
+meaningful on a shared, noisy machine; medians over steps after one warm-up step.
+
+    PYTHONPATH=src python benchmarks/seed_speed.py [--steps 5] [--batch 64] [--threads N]
+        [--direct-steps 1] [--no-keras]
+
+If TensorFlow/Keras is importable, the Keras rebuild of the seed
+(``shared/reference/keras_seed_bench.py``) is timed in a subprocess in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tsformer import attention as A
+
+T, C, H, D, BLOCKS = 500, 1, 4, 256, 4
+P_DROP = 0.25
+
+
+def _median_time(fn: Callable[[], object], steps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _set_attention_dropout(model: nn.Module, p: float) -> None:
+    for mod in model.modules():
+        if type(mod).__name__ == "KerasMultiHeadAttention":
+            mod.dropout = p
+
+
+def _build_model(path: str) -> nn.Module:
+    try:
+        from tsformer.models import create_model
+    except ImportError:
+        return _StandIn(path)
+    return create_model(
+        "seed", n_channels=C, n_timepoints=T, n_classes=2, variant="prenorm", attention=path
+    )
+
+
+class _StandIn(nn.Module):
+    """Used only if ``tsformer.models`` is missing: 4 pre-norm blocks of the seed + its head."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.fn = A.mha_fast if path == "fast" else A.mha_direct
+        self.dropout = P_DROP
+        self.attn = nn.ParameterList(
+            [nn.Parameter(torch.randn(*s) * 0.05) for _ in range(BLOCKS) for s in
+             ((C, H, D), (H, D), (C, H, D), (H, D), (C, H, D), (H, D), (H, D, C), (C,))]
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(C, eps=1e-6) for _ in range(2 * BLOCKS))
+        self.ff = nn.ModuleList(
+            nn.Sequential(nn.Linear(C, 4), nn.ReLU(), nn.Dropout(P_DROP), nn.Linear(4, C))
+            for _ in range(BLOCKS)
+        )
+        self.head = nn.Sequential(nn.Linear(T, 128), nn.ReLU(), nn.Dropout(0.4), nn.Linear(128, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)
+        for i in range(BLOCKS):
+            ps = list(self.attn[8 * i: 8 * i + 8])
+            y = self.fn(self.norms[2 * i](x), *ps, dropout_p=self.dropout if self.training else 0)
+            res = F.dropout(y, P_DROP, self.training) + x
+            x = self.ff[i](self.norms[2 * i + 1](res)) + res
+        return self.head(x.mean(-1))
+
+
+def time_training(
+    path: str, batch: int, steps: int, attn_dropout: float, warmup: int = 1
+) -> float:
+    """Median seconds of one training step (forward, backward, Adam) of the seed model."""
+    torch.manual_seed(0)
+    model = _build_model(path)
+    if isinstance(model, _StandIn):
+        model.dropout = attn_dropout
+    else:
+        _set_attention_dropout(model, attn_dropout)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7)
+    x = torch.randn(batch, C, T)
+    y = torch.randint(0, 2, (batch,))
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return _median_time(step, steps, warmup)
+
+
+def time_attention(backend: str, batch: int, steps: int, p: float) -> float:
+    """Median seconds of one attention forward+backward (B, T=500, C=1, 4 heads of 256)."""
+    g = torch.Generator().manual_seed(0)
+    lim = (6 / (C + H * D)) ** 0.5
+    shapes = ((C, H, D), (H, D), (C, H, D), (H, D), (C, H, D), (H, D), (H, D, C), (C,))
+    ps = [((torch.rand(*s, generator=g) * 2 - 1) * lim).requires_grad_() for s in shapes]
+    x = torch.randn(batch, T, C, generator=g, requires_grad=True)
+    if backend == "direct":
+        def fn() -> None:
+            A.mha_direct(x, *ps, dropout_p=p).sum().backward()
+    else:
+        def fn() -> None:
+            A.mha_fast(x, *ps, dropout_p=p, backend=backend).sum().backward()
+    return _median_time(fn, steps)
+
+
+def time_keras(steps: int) -> float | None:
+    """Median Keras/TF step from the reference script, or None when TF is not importable."""
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+        return None
+    here = Path(__file__).resolve()
+    for base in (here.parents[1], *here.parents[2:4]):
+        script = base / "shared" / "reference" / "keras_seed_bench.py"
+        if script.exists():
+            break
+    else:
+        print("keras_seed_bench.py not found: Keras timing skipped")
+        return None
+    out = subprocess.run(
+        [sys.executable, str(script), str(steps)], capture_output=True, text=True, check=False
+    ).stdout
+    m = re.search(r"median ([0-9.]+)", out)
+    return float(m.group(1)) if m else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5, help="timed fast-path steps (after warm-up)")
+    ap.add_argument("--direct-steps", type=int, default=1, help="timed direct-path steps")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--no-keras", action="store_true", help="skip the Keras reference")
+    ap.add_argument("--no-attention", action="store_true", help="skip attention-alone timings")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, native kernel: {A.native_available()}")
+    print(f"B={args.batch} T={T} C={C}, {BLOCKS} blocks, heads {H}x{D}, Adam; median s/step")
+
+    if not args.no_attention:
+        print("\nattention alone, forward+backward:")
+        for p in (0.0, P_DROP):
+            fast = time_attention("auto", args.batch, args.steps, p)
+            sdpa = time_attention("sdpa", args.batch, max(1, args.direct_steps), p)
+            print(f"  dropout {p:<4}  fast(native) {fast:.4f}  fast(sdpa, padded) {sdpa:.4f}  "
+                  f"ratio {sdpa / fast:.1f}x")
+
+    print("\nfull seed model, training step:")
+    results = {}
+    for p in (P_DROP, 0.0):
+        fast = time_training("fast", args.batch, args.steps, p)
+        # a direct step is ~10 s: no warm-up step, allocation is noise at that scale
+        direct = time_training("direct", args.batch, args.direct_steps, p, warmup=0)
+        results[p] = fast
+        print(f"  attention dropout {p:<4}  fast {fast:.3f}  direct {direct:.3f}  "
+              f"ratio {direct / fast:.1f}x")
+
+    keras = None if args.no_keras else time_keras(max(2, args.direct_steps))
+    if keras is None:
+        print("\nKeras/TensorFlow: skipped (not importable in this environment"
+              + (", or --no-keras)" if args.no_keras else ")"))
+    else:
+        print(f"\nKeras/TF seed step {keras:.3f} s; fast/Keras speed-up with dropout "
+              f"{keras / results[P_DROP]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
