@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -99,8 +100,9 @@ def test_two_workers_share_one_sqlite_study_and_best_config_trains(
     out = tmp_path / "tune"
     cmd = [sys.executable, "-c", WORKER, "tune", "--train", str(train), "--preset", tiny_preset,
            "--trials", "6", "--epochs", "1", "--device", "cpu", "--out", str(out)]
-    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two workers, two cores: no oversubscription
+    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env) for _ in range(2)]
     results = [w.communicate(timeout=120) for w in workers]
     for w, (_, err) in zip(workers, results, strict=True):
         assert w.returncode == 0, err[-2000:]
