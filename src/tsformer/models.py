@@ -305,3 +305,6 @@ def summary(model: nn.Module, n_channels: int, n_timepoints: int) -> str:
     out += ["=" * len(line), f"Total params: {total:,}", f"Trainable params: {total:,}",
             "Non-trainable params: 0", line]
     return "\n".join(out)
+
+
+from . import patchformer  # noqa: E402,F401  (registers the preset)

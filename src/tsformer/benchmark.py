@@ -1,0 +1,328 @@
+"""``tsformer benchmark``: train and test a preset on UCR/UEA datasets, beside MiniRocket.
+
+One command gives the figures the project is judged on: test accuracy (mean/std over seeds)
+and training time per dataset, next to MiniRocket's published accuracy and, when the optional
+``aeon`` extra is importable, a live MiniRocket run on the same machine in the same process.
+The test split is read only for the final evaluation.  Results go to the terminal and to
+``results.md``, ``results.csv`` and ``results.json`` in the output directory.
+
+Also runnable as ``python -m tsformer.benchmark``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: MiniRocket's published mean test accuracy over 30 resamples (the development set).
+PUBLISHED_MINIROCKET: dict[str, float] = {
+    "FordA": 0.948182, "ArrowHead": 0.880952, "BME": 0.992222, "Beef": 0.761111,
+    "BeetleFly": 0.906667, "Car": 0.921111, "Chinatown": 0.968999, "Coffee": 0.99881,
+    "CricketY": 0.841368, "DiatomSizeReduction": 0.94281, "DistalPhalanxTW": 0.695923,
+    "ECGFiveDays": 0.990476, "FacesUCR": 0.96865, "FiftyWords": 0.829011,
+    "FreezerSmallTrain": 0.987322,
+}
+DEV_SET: tuple[str, ...] = tuple(PUBLISHED_MINIROCKET)
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _parse_value(text: str) -> Any:
+    """``--set`` values: JSON when it parses (numbers, lists, true/null), else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["model.d_model=128", "train.augment=[]"]`` -> ``{"model": {...}, "train": {...}}``."""
+    from .errors import ConfigError
+
+    out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for item in items:
+        key, sep, value = item.partition("=")
+        group, dot, name = key.partition(".")
+        if not sep or not dot or group not in out or not name:
+            raise ConfigError(f"--set wants model.NAME=VALUE or train.NAME=VALUE, not {item!r}")
+        out[group][name] = _parse_value(value)
+    return out
+
+
+def preset_params(preset: str, n_channels: int, n_timepoints: int, n_train: int,
+                  n_classes: int, members: int | None = None) -> dict[str, dict[str, Any]]:
+    """Model/train options for a preset on data of this shape (data-scaled when it can be);
+    ``members`` is passed to patchformer's auto rules so batch/epochs follow it."""
+    from .models import get_preset
+
+    spec = get_preset(preset)
+    if spec["arch"] == "patchformer":
+        from .patchformer import auto_params
+
+        return auto_params(n_channels, n_timepoints, n_train, n_classes, members=members)
+    return {"model": spec["model"], "train": spec["train"]}
+
+
+def _load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    """Train/test arrays with integer codes; test labels mapped onto the training classes."""
+    from .data import encode_labels, load_dataset
+    from .errors import DataError
+
+    s = load_dataset(name, progress=False)
+    y_train, classes = encode_labels(s.y_train)
+    index = {str(c): i for i, c in enumerate(classes)}
+    test_codes, test_classes = encode_labels(s.y_test)
+    unknown = {str(c) for c in test_classes} - set(index)
+    if unknown:
+        raise DataError(f"{name}: test labels {sorted(unknown)[:5]} not in the training set")
+    y_test = np.array([index[str(test_classes[k])] for k in test_codes], dtype=np.int64)
+    return (np.asarray(s.X_train, np.float32), y_train, np.asarray(s.X_test, np.float32), y_test,
+            classes)
+
+
+def train_and_test(
+    preset: str, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+    y_test: np.ndarray, n_classes: int, *, seed: int = 0,
+    overrides: dict[str, dict[str, Any]] | None = None, max_epochs: int | None = None,
+    on_epoch: Any = None,
+) -> dict[str, Any]:
+    """Fit one model (validation only from the training data), then score it on the test."""
+    import torch
+
+    from .models import create_model
+    from .train import TrainConfig, fit, predict_logits
+
+    _, c, t = X_train.shape
+    overrides = overrides or {}
+    params = preset_params(preset, c, t, len(X_train), n_classes,
+                           overrides.get("model", {}).get("members"))
+    params["model"].update(overrides.get("model", {}))
+    params["train"].update(overrides.get("train", {}))
+    if max_epochs is not None:
+        params["train"]["epochs"] = min(int(params["train"].get("epochs", 200)), max_epochs)
+        params["train"]["warmup_epochs"] = min(float(params["train"].get("warmup_epochs", 0)),
+                                               params["train"]["epochs"] / 10)
+    params["train"].update(seed=seed, verbose=0)
+    cfg = TrainConfig.from_dict(params["train"])
+    torch.manual_seed(seed)
+    model = create_model(preset, n_channels=c, n_timepoints=t, n_classes=n_classes,
+                         **params["model"])
+    wall, cpu = time.perf_counter(), time.process_time()
+    history = fit(model, X_train, y_train, cfg,
+                  on_epoch_end=(lambda e, row: on_epoch(e, cfg.epochs)) if on_epoch else None)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    pred = predict_logits(model, X_test).argmax(1).numpy()
+    return {"accuracy": float((pred == y_test).mean()), "train_seconds": wall,
+            "train_cpu_seconds": cpu, "epochs_run": len(history.rows),
+            "best_epoch": history.best_epoch, "params": params}
+
+
+def live_minirocket(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+                    y_test: np.ndarray, n_jobs: int) -> dict[str, float] | None:
+    """aeon's MiniRocketClassifier on the same split, or None when aeon is not installed."""
+    try:
+        from aeon.classification.convolution_based import MiniRocketClassifier
+    except ImportError:
+        return None
+    clf = MiniRocketClassifier(n_jobs=n_jobs, random_state=0)
+    t0 = time.perf_counter()
+    clf.fit(X_train, y_train)
+    seconds = time.perf_counter() - t0
+    acc = float((np.asarray(clf.predict(X_test)) == y_test).mean())
+    return {"accuracy": acc, "train_seconds": seconds}
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def _fmt(v: float | None, spec: str = ".4f") -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def summarise(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Table header and rows (one per dataset plus the mean over datasets)."""
+    header = ["dataset", "train", "length", "classes", "acc_mean", "acc_std", "seeds",
+              "train_s", "cpu_s", "minirocket_published", "delta", "minirocket_live",
+              "minirocket_live_s"]
+    rows = []
+    for r in results:
+        delta = (r["acc_mean"] - r["published"]) if r["published"] is not None else None
+        live = r.get("minirocket_live") or {}
+        rows.append([r["dataset"], str(r["n_train"]), str(r["length"]), str(r["n_classes"]),
+                     _fmt(r["acc_mean"]), _fmt(r["acc_std"]), str(len(r["runs"])),
+                     _fmt(r["train_seconds_mean"], ".1f"), _fmt(r["train_cpu_seconds_mean"], ".1f"),
+                     _fmt(r["published"]), _fmt(delta, "+.4f"), _fmt(live.get("accuracy")),
+                     _fmt(live.get("train_seconds"), ".1f")])
+    if len(results) > 1:
+        accs = [r["acc_mean"] for r in results]
+        pub = [r["published"] for r in results if r["published"] is not None]
+        both = len(pub) == len(results)
+        rows.append(["mean", "", "", "", _fmt(float(np.mean(accs))), "", "",
+                     _fmt(float(np.mean([r["train_seconds_mean"] for r in results])), ".1f"),
+                     _fmt(float(np.mean([r["train_cpu_seconds_mean"] for r in results])), ".1f"),
+                     _fmt(float(np.mean(pub))) if both else "",
+                     _fmt(float(np.mean(accs) - np.mean(pub)), "+.4f") if both else "", "", ""])
+    return header, rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_results(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """results.md / results.csv / results.json in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows = summarise(results)
+    md = f"# Benchmark: preset {meta['preset']}\n\n`{meta['command']}`\n\n"
+    md += markdown_table(header, rows) + "\n"
+    (out / "results.md").write_text(md, encoding="utf-8")
+    with open(out / "results.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1,
+                                                 default=str), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def run_benchmark(
+    datasets: Sequence[str], *, preset: str = "patchformer", seeds: int = 1,
+    overrides: dict[str, dict[str, Any]] | None = None, max_epochs: int | None = None,
+    minirocket: bool = True, n_jobs: int = 1, out: Path | None = None,
+    progress: bool = True, command: str = "",
+) -> list[dict[str, Any]]:
+    """Every dataset x seed, with one progress bar for the whole run; returns the results."""
+    from tqdm.auto import tqdm
+
+    from .models import get_preset
+
+    get_preset(preset)  # fail before any training on an unknown preset
+    total = len(datasets) * seeds
+    bar = tqdm(total=total, desc="benchmark", unit="run", disable=not progress,
+               dynamic_ncols=True, file=sys.stderr)
+    results: list[dict[str, Any]] = []
+    meta = {"preset": preset, "seeds": seeds, "overrides": overrides or {},
+            "max_epochs": max_epochs, "command": command, "date": time.strftime("%Y-%m-%d"),
+            "torch_threads": _torch_threads()}
+    try:
+        for name in datasets:
+            bar.set_description(f"{name}: loading")
+            X, y, Xt, yt, classes = _load(name)
+            runs = []
+            for seed in range(seeds):
+                label = f"{name} seed {seed + 1}/{seeds}"
+                bar.set_description(label)
+
+                def on_epoch(e: int, n: int, label: str = label) -> None:
+                    bar.set_description(f"{label} epoch {e}/{n}")
+
+                r = train_and_test(preset, X, y, Xt, yt, len(classes), seed=seed,
+                                   overrides=overrides, max_epochs=max_epochs, on_epoch=on_epoch)
+                runs.append(r)
+                bar.update(1)
+                bar.set_postfix(last=f"{name} {r['accuracy']:.4f} in {r['train_seconds']:.0f}s")
+            live = None
+            if minirocket:
+                bar.set_description(f"{name}: MiniRocket")
+                live = live_minirocket(X, y, Xt, yt, n_jobs)
+            accs = [r["accuracy"] for r in runs]
+            results.append({
+                "dataset": name, "n_train": len(X), "n_test": len(Xt), "length": X.shape[2],
+                "n_channels": X.shape[1], "n_classes": len(classes),
+                "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
+                "train_seconds_mean": float(np.mean([r["train_seconds"] for r in runs])),
+                "train_cpu_seconds_mean": float(np.mean([r["train_cpu_seconds"] for r in runs])),
+                "published": PUBLISHED_MINIROCKET.get(name), "minirocket_live": live,
+                "runs": runs,
+            })
+            if out is not None:  # keep partial results if a long run is stopped
+                write_results(out, results, meta)
+    finally:
+        bar.close()
+    return results
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--datasets", nargs="+", default=list(DEV_SET), metavar="NAME",
+                   help="dataset names or paths (default: the 15-dataset development set)")
+    p.add_argument("--preset", default="patchformer", help="preset to train (default patchformer)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per dataset (default 1)")
+    p.add_argument("--max-epochs", type=int, help="cap every run's epochs (quick checks)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="GROUP.NAME=VALUE", help="override an option, e.g. model.depth=4 or "
+                   "train.augment=[] (repeatable; for ablations)")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
+                   help="torch CPU threads (default min(2, cores))")
+    p.add_argument("--no-minirocket", action="store_true", help="skip the live MiniRocket run")
+    p.add_argument("--out", help="output directory (default runs/benchmark-PRESET-TIME)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from .errors import ConfigError
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, not {args.seeds}")
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, not {args.threads}")
+    torch.set_num_threads(args.threads)
+    overrides = parse_overrides(args.overrides)
+    out = Path(args.out or f"runs/benchmark-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    command = "tsformer benchmark " + " ".join(sys.argv[1:] if sys.argv[1:2] != ["benchmark"]
+                                               else sys.argv[2:])
+    results = run_benchmark(
+        args.datasets, preset=args.preset, seeds=args.seeds, overrides=overrides,
+        max_epochs=args.max_epochs, minirocket=not args.no_minirocket, n_jobs=args.threads,
+        out=out, progress=not args.quiet, command=command,
+    )
+    header, rows = summarise(results)
+    print(markdown_table(header, rows))
+    print(f"results written to {out}/results.md, results.csv and results.json", file=sys.stderr)
+    return 0
+
+
+def add_subcommand(sub: argparse._SubParsersAction) -> None:
+    """Registers ``tsformer benchmark`` (cli.EXTRA_COMMANDS hook)."""
+    p = sub.add_parser("benchmark", help="train/test a preset on UCR datasets beside MiniRocket")
+    add_arguments(p)
+    p.set_defaults(func=cmd_benchmark)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import TsformerError
+
+    p = argparse.ArgumentParser(prog="python -m tsformer.benchmark", description=__doc__)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return cmd_benchmark(args)
+    except TsformerError as e:
+        print(f"tsformer benchmark: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

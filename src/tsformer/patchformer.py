@@ -1,0 +1,291 @@
+"""PatchFormer: the accurate preset (``patchformer``).
+
+A small pre-norm transformer over patch tokens, built from what works for time series:
+
+* per-series normalisation inside the model (a model option, so it travels with saved
+  weights and a raw series can be fed as it is);
+* a convolutional stem at full resolution, then a strided convolution that turns overlapping
+  patches into tokens (the stem lets tokens see local shape; patching keeps attention cheap);
+* learned positional embeddings, pre-norm blocks with stochastic depth, mean pooling;
+* trained with AdamW, warm-up + one-cycle cosine, label smoothing and light augmentation.
+
+Nothing is set per dataset.  Shape-dependent model options default to ``"auto"`` and are
+resolved here from the series length; training options (epochs, batch size, learning rate,
+validation split) depend on the training-set size and come from :func:`auto_params`, which
+the benchmark runner calls and a user can call too.  The justifying ablations are in
+docs/benchmarks.md, section "Accurate preset".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ConfigError
+from .models import ARCHITECTURES, register_preset
+
+#: Tokens the patcher aims for: attention is quadratic in it, and ~64 covers every length.
+TARGET_TOKENS = 64
+
+
+def resolve_patching(n_timepoints: int, patch_len: int | str = "auto",
+                     stride: int | str = "auto") -> tuple[int, int]:
+    """Patch length and stride: about :data:`TARGET_TOKENS` half-overlapping patches."""
+    if stride == "auto":
+        stride = max(1, round(n_timepoints / TARGET_TOKENS))
+    if patch_len == "auto":
+        patch_len = 2 * int(stride)
+    patch_len, stride = int(patch_len), int(stride)
+    if patch_len < 1 or stride < 1:
+        raise ConfigError(f"patch_len and stride must be >= 1, not {patch_len} and {stride}")
+    return min(patch_len, n_timepoints), stride
+
+
+class InstanceNorm(nn.Module):
+    """Each series and channel to zero mean, unit variance: scale/offset carry no signal
+    in most benchmarks, and it lets the model take unnormalised input safely."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(-1, keepdim=True)
+        std = x.std(-1, keepdim=True, unbiased=False)
+        return (x - mean) / (std + self.eps)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops a whole residual branch per sample (regularises small data)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device) >= self.p
+        return x * keep / (1 - self.p)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; attention through the fused SDPA kernel (no attention
+    dropout, which would force the slow unfused path on CPU)."""
+
+    def __init__(self, d: int, heads: int, mlp_ratio: float, dropout: float, drop_path: float
+                 ) -> None:
+        super().__init__()
+        if d % heads:
+            raise ConfigError(f"d_model ({d}) must be divisible by n_heads ({heads})")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d)
+        hidden = int(d * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, d))
+        self.drop = nn.Dropout(dropout)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).unbind(2)
+        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                           v.transpose(1, 2))
+        x = x + self.drop_path(self.drop(self.proj(a.transpose(1, 2).reshape(b, n, d))))
+        return x + self.drop_path(self.drop(self.mlp(self.norm2(x))))
+
+
+class PatchFormerNet(nn.Module):
+    """One network.  Input ``(batch, C, T)`` -> logits ``(batch, n_classes)``.
+
+    ``stem``: ``"conv"`` (two same-length convolutions before patching) or ``"patch"``
+    (linear patch embedding only).  ``pos``: ``"learned"`` or ``"none"``.
+    ``pool``: ``"mean"`` over tokens or ``"cls"`` (a class token).
+    """
+
+    def __init__(
+        self, n_channels: int, n_timepoints: int, n_classes: int, *,
+        d_model: int = 64, depth: int = 3, n_heads: int = 4, mlp_ratio: float = 2.0,
+        patch_len: int | str = "auto", stride: int | str = "auto", stem: str = "conv",
+        stem_width: int = 32, stem_kernel: int = 7, dropout: float = 0.1,
+        drop_path: float = 0.1, pos: str = "learned", pool: str = "mean",
+        instance_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if stem not in ("conv", "patch"):
+            raise ConfigError(f"stem must be 'conv' or 'patch', not {stem!r}")
+        if pos not in ("learned", "none"):
+            raise ConfigError(f"pos must be 'learned' or 'none', not {pos!r}")
+        if pool not in ("mean", "cls"):
+            raise ConfigError(f"pool must be 'mean' or 'cls', not {pool!r}")
+        self.patch_len, self.stride = resolve_patching(n_timepoints, patch_len, stride)
+        self.n_timepoints = n_timepoints
+        # Right padding (replicate) so the last points fall in a patch.
+        rest = (n_timepoints - self.patch_len) % self.stride
+        self.pad = (self.stride - rest) % self.stride
+        self.n_tokens = (n_timepoints + self.pad - self.patch_len) // self.stride + 1
+        self.norm_in = InstanceNorm() if instance_norm else nn.Identity()
+        if stem == "conv":
+            self.stem: nn.Module = nn.Sequential(
+                nn.Conv1d(n_channels, stem_width, stem_kernel, padding="same", bias=False),
+                nn.BatchNorm1d(stem_width), nn.GELU(),
+                nn.Conv1d(stem_width, stem_width, stem_kernel, padding="same", bias=False),
+                nn.BatchNorm1d(stem_width), nn.GELU(),
+            )
+            patch_in = stem_width
+        else:
+            self.stem = nn.Identity()
+            patch_in = n_channels
+        self.patch = nn.Conv1d(patch_in, d_model, self.patch_len, stride=self.stride)
+        self.pool = pool
+        n_pos = self.n_tokens + (pool == "cls")
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pool == "cls" else None
+        self.pos = nn.Parameter(torch.zeros(1, n_pos, d_model)) if pos == "learned" else None
+        self.drop = nn.Dropout(dropout)
+        rates = [drop_path * i / max(1, depth - 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, mlp_ratio, dropout, r) for r in rates)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, n_classes)
+        self._init()
+
+    def _init(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        for p in (self.pos, self.cls):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(self.norm_in(x))
+        if self.pad:
+            x = F.pad(x, (0, self.pad), mode="replicate")
+        x = self.patch(x).transpose(1, 2)  # (B, tokens, d)
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1)
+        if self.pos is not None:
+            x = x + self.pos
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        x = x[:, 0] if self.pool == "cls" else x.mean(1)
+        return self.head(x)
+
+
+class PatchFormer(nn.Module):
+    """The ``patchformer`` architecture: ``members`` independent :class:`PatchFormerNet`.
+
+    An ensemble inside one module, so any training loop trains it and it saves as one model.
+    In training each series of a batch goes to one member (a fresh random split per batch),
+    so members never share a gradient and each sees its own sample of the data: a bagged
+    ensemble at the cost of one model per member.  At inference the members' class
+    probabilities are averaged; the output is their log, a valid logit vector.
+    Other keyword options go to every member (see :class:`PatchFormerNet`).
+    """
+
+    def __init__(self, n_channels: int, n_timepoints: int, n_classes: int, *, members: int = 1,
+                 **params: Any) -> None:
+        super().__init__()
+        if members < 1:
+            raise ConfigError(f"members must be >= 1, not {members}")
+        self.nets = nn.ModuleList(PatchFormerNet(n_channels, n_timepoints, n_classes, **params)
+                                  for _ in range(members))
+        self.n_tokens = self.nets[0].n_tokens
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(self.nets) == 1:
+            return self.nets[0](x)
+        if not self.training:
+            probs = torch.stack([net(x).softmax(-1) for net in self.nets]).mean(0)
+            return probs.clamp_min(1e-12).log()
+        perm = torch.randperm(x.shape[0], device=x.device)
+        parts = [(idx, net(x[idx])) for idx, net in zip(perm.tensor_split(len(self.nets)),
+                                                         self.nets, strict=True) if len(idx)]
+        out = x.new_empty(x.shape[0], parts[0][1].shape[-1])
+        for idx, logits in parts:
+            out[idx] = logits.to(out.dtype)
+        return out
+
+
+# --------------------------------------------------------------------------- defaults
+
+#: The preset's model options; shape-dependent ones are "auto" and resolved from the length.
+MODEL_DEFAULTS: dict[str, Any] = {
+    "d_model": 64, "depth": 3, "n_heads": 4, "mlp_ratio": 2.0, "patch_len": "auto",
+    "stride": "auto", "stem": "conv", "stem_width": 32, "stem_kernel": 7, "dropout": 0.1,
+    "drop_path": 0.1, "pos": "learned", "pool": "mean", "instance_norm": True, "members": 1,
+}
+
+#: Training options that do not depend on the data (the rest come from :func:`auto_params`).
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adamw", "eps": 1e-8, "weight_decay": 0.05, "schedule": "onecycle",
+    "label_smoothing": 0.1, "grad_clip": 1.0, "augment": ["scale", "shift", "jitter"],
+    "patience": None, "restore_best": True,
+}
+
+#: Optimiser steps a run aims for, before the epoch bounds below; sets the compute budget.
+TARGET_STEPS = 2500
+MIN_EPOCHS, MAX_EPOCHS = 30, 400
+#: Half the compute of one single-model FordA run (series x points x epochs), and the cap:
+#: smaller data get as many members as fit that budget, up to MAX_MEMBERS.
+BUDGET = 3240 * 500 * 49 // 2
+MAX_MEMBERS = 5
+
+
+def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int, *,
+                members: int | None = None) -> dict[str, dict[str, Any]]:
+    """Model and training options for data of this shape: ``{"model": ..., "train": ...}``.
+
+    Only sizes enter, never a dataset's name.  Why each rule:
+
+    * patching (model): ~64 half-overlapping patches whatever the length, so cost and
+      attention span stay flat from 20 to 2,000 points;
+    * validation split: 10% of the training data once there are >= 500 series (enough to
+      pick the best epoch on); below that every series is worth more as training data, the
+      full schedule runs and the last-best training-loss weights are kept;
+    * batch: about n/8, a power of two in [8, 64], so tiny sets still get several steps an
+      epoch; the learning rate follows the square root of the batch;
+    * epochs: about :data:`TARGET_STEPS` optimiser steps, within [30, 400] epochs;
+      warm-up is the first 5% of them;
+    * members (``None``: auto): as many ensemble members as fit the compute of one
+      FordA-size run (:data:`BUDGET`), at most :data:`MAX_MEMBERS`; each member gets the
+      single model's schedule (batch and epochs are multiplied by the member count).
+    """
+    del n_channels, n_classes  # same rules for any channel or class count (kept for the API)
+    patch_len, stride = resolve_patching(n_timepoints)
+    val = 0.1 if n_train >= 500 else 0.0
+    n_fit = max(1, n_train - math.ceil(n_train * val))
+    batch = int(min(64, max(8, 2 ** math.floor(math.log2(max(1, n_fit / 8))))))
+    steps = math.ceil(n_fit / batch)
+    epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(TARGET_STEPS / steps))))
+    if members is None:
+        cost = n_fit * max(n_timepoints, 64) * epochs
+        members = int(min(MAX_MEMBERS, max(1, BUDGET // cost)))
+    train = {
+        **TRAIN_DEFAULTS, "augment": list(TRAIN_DEFAULTS["augment"]),
+        "lr": 1e-3 * math.sqrt(batch / 64), "batch_size": batch * members,
+        "epochs": epochs * members, "warmup_epochs": max(1.0, 0.05 * epochs * members),
+        "validation_split": val,
+    }
+    model = {**MODEL_DEFAULTS, "patch_len": patch_len, "stride": stride, "members": members}
+    return {"model": model, "train": train}
+
+
+ARCHITECTURES["patchformer"] = PatchFormer
+register_preset(
+    "patchformer", "patchformer", model=MODEL_DEFAULTS,
+    train={**TRAIN_DEFAULTS, "lr": 1e-3, "batch_size": 64, "epochs": 60, "warmup_epochs": 3.0,
+           "validation_split": 0.1},
+    description="Accurate preset: conv stem + patch tokens, pre-norm transformer, AdamW "
+    "one-cycle, label smoothing, augmentation; small data get a bagged ensemble.  "
+    "Data-scaled options: patchformer.auto_params.",
+)

@@ -1,0 +1,128 @@
+"""The accurate preset (patchformer) and the benchmark runner: shapes, scaling rules, that
+training learns, and that ``tsformer benchmark`` runs end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tsformer.models import PRESETS, create_model
+from tsformer.patchformer import TARGET_TOKENS, PatchFormer, auto_params, resolve_patching
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: these models are small, and on a shared 2-core machine extra threads
+    mostly wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("c,t", [(1, 20), (1, 500), (3, 20), (6, 2000)])
+def test_forward_shapes_any_length_and_channels(c, t):
+    m = create_model("patchformer", n_channels=c, n_timepoints=t, n_classes=5).eval()
+    assert m.n_tokens <= TARGET_TOKENS + 2
+    out = m(torch.randn(2, c, t))
+    assert out.shape == (2, 5) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("opts", [{"stem": "patch"}, {"pos": "none"}, {"pool": "cls"},
+                                  {"members": 3},
+                                  {"instance_norm": False, "patch_len": 8, "stride": 4}])
+def test_model_options(opts):
+    m = PatchFormer(2, 100, 3, **opts).eval()
+    assert m(torch.randn(4, 2, 100)).shape == (4, 3)
+
+
+def test_ensemble_members_train_independently_and_average_probabilities():
+    m = PatchFormer(1, 50, 3, members=3)
+    x, y = torch.randn(9, 1, 50), torch.randint(0, 3, (9,))
+    torch.nn.functional.cross_entropy(m(x), y).backward()
+    assert all(net.head.weight.grad.abs().sum() > 0 for net in m.nets)  # each got samples
+    m.eval()
+    with torch.no_grad():
+        probs = torch.stack([net(x).softmax(-1) for net in m.nets]).mean(0)
+        torch.testing.assert_close(m(x).softmax(-1), probs)
+
+
+def test_instance_norm_makes_the_model_scale_and_offset_invariant():
+    m = PatchFormer(1, 64, 2).eval()
+    x = torch.randn(3, 1, 64)
+    torch.testing.assert_close(m(x), m(5 * x + 100), atol=1e-3, rtol=1e-3)
+
+
+def test_auto_params_scale_with_the_data():
+    small = auto_params(1, 24, 16, 2)
+    big = auto_params(1, 500, 3601, 2)
+    long = auto_params(3, 2000, 200, 10)
+    # patches grow with the length so the token count stays flat
+    assert small["model"]["stride"] == 1 and long["model"]["stride"] > big["model"]["stride"]
+    assert resolve_patching(2000) == (long["model"]["patch_len"], long["model"]["stride"])
+    # tiny sets: all data trains, small batches, more epochs; big sets: a validation split
+    assert small["train"]["validation_split"] == 0 and big["train"]["validation_split"] > 0
+    assert 8 <= small["train"]["batch_size"] < big["train"]["batch_size"] <= 64
+    assert small["train"]["epochs"] > big["train"]["epochs"] >= 30
+    assert small["train"]["lr"] < big["train"]["lr"]
+    assert small["model"]["members"] > 1 and big["model"]["members"] == 1  # budget-bound
+    assert small["train"]["batch_size"] % small["model"]["members"] == 0
+    for p in (small, big, long):  # every option is accepted by the model and the trainer
+        from tsformer.train import TrainConfig
+
+        TrainConfig.from_dict(p["train"])
+        PatchFormer(3, 100, 2, **{**p["model"], "patch_len": "auto", "stride": "auto"})
+
+
+def test_preset_is_registered_as_plain_data():
+    spec = PRESETS["patchformer"]
+    assert spec["arch"] == "patchformer"
+    json.dumps(spec)
+
+
+def test_short_training_on_forda_slice_beats_chance(forda_small):
+    from tsformer.data import encode_labels
+    from tsformer.train import TrainConfig, fit, predict_logits
+
+    Xtr, ytr, Xte, yte = forda_small
+    codes, classes = encode_labels(ytr)
+    test_codes = np.array([classes.index(v) for v in yte.tolist()])
+    p = auto_params(1, Xtr.shape[2], len(Xtr), 2, members=1)
+    p["train"].update(epochs=6, batch_size=32, validation_split=0.0, warmup_epochs=1, verbose=0,
+                      seed=0)
+    torch.manual_seed(0)
+    model = create_model("patchformer", n_channels=1, n_timepoints=Xtr.shape[2], n_classes=2,
+                         **p["model"])
+    fit(model, Xtr, codes, TrainConfig.from_dict(p["train"]))
+    acc = (predict_logits(model, Xte).argmax(1).numpy() == test_codes).mean()
+    assert acc > 0.7, acc  # chance is 0.5
+
+
+def test_benchmark_runs_end_to_end(tmp_path, capsys):
+    from tsformer.cli import main
+
+    out = tmp_path / "bench"
+    rc = main(["benchmark", "--datasets", "Chinatown", "--max-epochs", "2", "--seeds", "2",
+               "--threads", "1", "--no-minirocket", "--quiet", "--out", str(out),
+               "--set", "model.depth=1"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| Chinatown |" in printed and "minirocket_published" in printed
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert rows[0]["dataset"] == "Chinatown" and rows[0]["seeds"] == "2"
+    assert 0.0 <= float(rows[0]["acc_mean"]) <= 1.0
+    assert float(rows[0]["minirocket_published"]) == pytest.approx(0.969, abs=1e-3)
+    data = json.loads((out / "results.json").read_text())
+    assert data["results"][0]["runs"][0]["params"]["model"]["depth"] == 1
+    assert (out / "results.md").read_text().startswith("# Benchmark")
+
+
+def test_benchmark_rejects_bad_overrides(capsys):
+    from tsformer.cli import main
+
+    assert main(["benchmark", "--datasets", "Chinatown", "--set", "depth=2", "--quiet"]) == 2
+    assert "--set" in capsys.readouterr().err
