@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import platform
 import re
 import statistics
@@ -36,14 +37,23 @@ P_DROP = 0.25
 
 
 def _median_time(fn: Callable[[], object], steps: int, warmup: int = 1) -> float:
+    return _median_times(fn, steps, warmup)[0]
+
+
+def _median_times(
+    fn: Callable[[], object], steps: int, warmup: int = 1
+) -> tuple[float, float]:
+    """Median wall and process-CPU seconds per call (CPU time is what a busy, shared machine
+    distorts least; with 1 thread it is the wall time an idle core would give)."""
     for _ in range(warmup):
         fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def _set_attention_dropout(model: nn.Module, p: float) -> None:
@@ -92,8 +102,8 @@ class _StandIn(nn.Module):
 
 def time_training(
     path: str, batch: int, steps: int, attn_dropout: float, warmup: int = 1
-) -> float:
-    """Median seconds of one training step (forward, backward, Adam) of the seed model."""
+) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of a training step (forward, backward, Adam) of the seed."""
     torch.manual_seed(0)
     model = _build_model(path)
     if isinstance(model, _StandIn):
@@ -110,7 +120,7 @@ def time_training(
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    return _median_time(step, steps, warmup)
+    return _median_times(step, steps, warmup)
 
 
 def time_attention(backend: str, batch: int, steps: int, p: float) -> float:
@@ -151,7 +161,8 @@ def time_keras(steps: int) -> float | None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=5, help="timed fast-path steps (after warm-up)")
-    ap.add_argument("--direct-steps", type=int, default=1, help="timed direct-path steps")
+    ap.add_argument("--direct-steps", type=int, default=1,
+                    help="timed direct-path steps (0: skip the direct path)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--no-keras", action="store_true", help="skip the Keras reference")
@@ -161,26 +172,31 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, native kernel: {A.native_available()}")
-    print(f"B={args.batch} T={T} C={C}, {BLOCKS} blocks, heads {H}x{D}, Adam; median s/step")
+    print(f"B={args.batch} T={T} C={C}, {BLOCKS} blocks, heads {H}x{D}, Adam; median s/step; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     if not args.no_attention:
         print("\nattention alone, forward+backward:")
         for p in (0.0, P_DROP):
             fast = time_attention("auto", args.batch, args.steps, p)
-            sdpa = time_attention("sdpa", args.batch, max(1, args.direct_steps), p)
+            sdpa = time_attention("sdpa", args.batch, max(1, min(args.direct_steps, 3)), p)
             print(f"  dropout {p:<4}  fast(native) {fast:.4f}  fast(sdpa, padded) {sdpa:.4f}  "
                   f"ratio {sdpa / fast:.1f}x")
 
     print("\nfull seed model, training step:")
     results = {}
     for p in (P_DROP, 0.0):
-        fast = time_training("fast", args.batch, args.steps, p)
-        # a direct step is ~10 s: no warm-up step, allocation is noise at that scale
-        direct = time_training("direct", args.batch, args.direct_steps, p, warmup=0)
+        fast, fast_cpu = time_training("fast", args.batch, args.steps, p)
         results[p] = fast
-        print(f"  attention dropout {p:<4}  fast {fast:.3f}  direct {direct:.3f}  "
-              f"ratio {direct / fast:.1f}x")
+        line = f"  attention dropout {p:<4}  fast {fast:.3f} (cpu {fast_cpu:.3f})"
+        if args.direct_steps > 0:
+            # a direct step is ~10 s: no warm-up step, allocation is noise at that scale
+            direct, direct_cpu = time_training("direct", args.batch, args.direct_steps, p, 0)
+            line += (f"  direct {direct:.3f} (cpu {direct_cpu:.3f})  ratio {direct / fast:.1f}x"
+                     f" (cpu {direct_cpu / fast_cpu:.1f}x)")
+        print(line)
 
+    print(f"  (load average now {os.getloadavg()[0]:.1f})")
     keras = None if args.no_keras else time_keras(max(2, args.direct_steps))
     if keras is None:
         print("\nKeras/TensorFlow: skipped (not importable in this environment"

@@ -460,10 +460,17 @@ def _build_native() -> ctypes.CDLL:
             src = Path(tmp) / "attn1.c"
             src.write_text(_NATIVE_SRC)
             so = Path(tmp) / "attn1.so"
-            subprocess.run(
-                [cc, *_NATIVE_FLAGS, str(src), "-o", str(so), "-lm"],
-                check=True, capture_output=True, timeout=120,
-            )
+            try:
+                subprocess.run(
+                    [cc, *_NATIVE_FLAGS, str(src), "-o", str(so), "-lm"],
+                    check=True, capture_output=True, timeout=120,
+                )
+            except subprocess.CalledProcessError:  # no OpenMP runtime: single-threaded kernel
+                flags = [f for f in _NATIVE_FLAGS if f != "-fopenmp"]
+                subprocess.run(
+                    [cc, *flags, str(src), "-o", str(so), "-lm"],
+                    check=True, capture_output=True, timeout=120,
+                )
             os.replace(so, out)  # atomic: concurrent builders are harmless
     lib = ctypes.CDLL(str(out))
     f, i64, u64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64
