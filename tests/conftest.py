@@ -26,8 +26,7 @@ def forda_small(forda):
             forda.X_test[te, :, :150], forda.y_test[te])
 
 
-@pytest.fixture()
-def small_tsv(tmp_path, forda_small):
+def _write_tsv(folder, forda_small):
     """UCR-style TRAIN/TEST TSV files (label first) made from the small FordA slice."""
     Xtr, ytr, Xte, yte = forda_small
 
@@ -35,5 +34,15 @@ def small_tsv(tmp_path, forda_small):
         np.savetxt(path, np.column_stack([y, X[:, 0, :]]), delimiter="\t", fmt="%.6g")
         return path
 
-    return (write(tmp_path / "Small_TRAIN.tsv", Xtr[:300], ytr[:300]),
-            write(tmp_path / "Small_TEST.tsv", Xte[:100], yte[:100]))
+    return (write(folder / "Small_TRAIN.tsv", Xtr[:300], ytr[:300]),
+            write(folder / "Small_TEST.tsv", Xte[:100], yte[:100]))
+
+
+@pytest.fixture(scope="session")
+def tsv_writer():
+    return _write_tsv
+
+
+@pytest.fixture()
+def small_tsv(tmp_path, forda_small):
+    return _write_tsv(tmp_path, forda_small)

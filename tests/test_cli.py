@@ -12,15 +12,20 @@ def run(capsys, *argv):
     return code, out, err
 
 
-@pytest.fixture()
-def trained(tmp_path, small_tsv, capsys):
-    train, test = small_tsv
-    out = tmp_path / "run"
-    code, stdout, err = run(capsys, "train", "--train", str(train), "--test", str(test),
-                            "--epochs", "2", "--lr", "1e-3",
-                            "--out", str(out), "--quiet")
-    assert code == 0, err
-    return out, stdout, err
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, forda_small, tsv_writer):
+    """One short CLI training run shared by the tests that read its run directory."""
+    import contextlib
+    import io
+
+    train, test = tsv_writer(tmp_path_factory.mktemp("data"), forda_small)
+    out = tmp_path_factory.mktemp("runs") / "run"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["train", "--train", str(train), "--test", str(test), "--epochs", "2",
+                     "--lr", "1e-3", "--out", str(out), "--quiet"])
+    assert code == 0, stderr.getvalue()
+    return out, stdout.getvalue(), stderr.getvalue()
 
 
 def test_train_writes_a_complete_run_directory(trained):

@@ -26,7 +26,8 @@ implementations (``backend=``):
   memory stays at one chunk of scores.  Same masks as the native kernel (used to test it).
 * ``"sdpa"``: ``F.scaled_dot_product_attention`` with the head dimension zero-padded to 8.
   Fast without dropout; with dropout PyTorch's CPU kernel falls back to materialising
-  ``B x H x T x T`` probabilities (about 9x slower), so it is not used for dropout by default.
+  ``B x H x T x T`` probabilities (about 9x slower), so on the CPU it is not used for dropout
+  by default.  On CUDA it is the default: the fused kernels apply dropout themselves.
 
 Attention dropout (native and chunked) is counter-based: the keep mask of element
 ``(b, h, i, j)`` is a pure function of a 64-bit seed and the element's index, so backward
@@ -563,6 +564,8 @@ def _resolve_backend(backend: str, x: Tensor, dropout_p: float) -> str:
         return backend
     if native_ok and native_available():
         return "native"
+    if x.device.type != "cpu":  # CUDA's fused SDPA kernels apply dropout themselves
+        return "sdpa"
     return "chunked" if dropout_p > 0 else "sdpa"
 
 
