@@ -15,7 +15,6 @@ If TensorFlow/Keras is importable, the Keras rebuild of the seed
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import re
@@ -139,9 +138,16 @@ def time_attention(backend: str, batch: int, steps: int, p: float) -> float:
     return _median_time(fn, steps)
 
 
-def time_keras(steps: int) -> float | None:
-    """Median Keras/TF step from the reference script, or None when TF is not importable."""
-    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+def time_keras(steps: int, python: str | None = None) -> float | None:
+    """Median Keras/TF step from the reference script, or None when TF is not importable.
+
+    ``python`` is the interpreter of an environment with ``tensorflow-cpu`` (TensorFlow and
+    PyTorch rarely share one environment happily); default: this one.
+    """
+    python = python or sys.executable
+    probe = subprocess.run([python, "-c", "import tensorflow, keras"], capture_output=True,
+                           check=False)
+    if probe.returncode != 0:
         return None
     here = Path(__file__).resolve()
     for base in (here.parents[1], *here.parents[2:4]):
@@ -152,7 +158,7 @@ def time_keras(steps: int) -> float | None:
         print("keras_seed_bench.py not found: Keras timing skipped")
         return None
     out = subprocess.run(
-        [sys.executable, str(script), str(steps)], capture_output=True, text=True, check=False
+        [python, str(script), str(steps)], capture_output=True, text=True, check=False
     ).stdout
     m = re.search(r"median ([0-9.]+)", out)
     return float(m.group(1)) if m else None
@@ -166,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--no-keras", action="store_true", help="skip the Keras reference")
+    ap.add_argument("--keras-python", default=os.environ.get("KERAS_PYTHON"),
+                    help="python of an environment with tensorflow-cpu (default: this one; "
+                    "env KERAS_PYTHON)")
     ap.add_argument("--no-attention", action="store_true", help="skip attention-alone timings")
     args = ap.parse_args(argv)
     if args.threads:
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
 
     print(f"  (load average now {os.getloadavg()[0]:.1f})")
-    keras = None if args.no_keras else time_keras(max(2, args.direct_steps))
+    keras = None if args.no_keras else time_keras(max(2, args.direct_steps), args.keras_python)
     if keras is None:
         print("\nKeras/TensorFlow: skipped (not importable in this environment"
               + (", or --no-keras)" if args.no_keras else ")"))
