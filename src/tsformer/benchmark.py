@@ -201,7 +201,7 @@ def write_results(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]
 
 
 def run_benchmark(
-    datasets: Sequence[str], *, preset: str = "patchformer", seeds: int = 1,
+    datasets: Sequence[str], *, preset: str = "patchformer", seeds: int = 1, first_seed: int = 0,
     overrides: dict[str, dict[str, Any]] | None = None, max_epochs: int | None = None,
     minirocket: bool = True, n_jobs: int = 1, out: Path | None = None,
     progress: bool = True, command: str = "",
@@ -216,16 +216,17 @@ def run_benchmark(
     bar = tqdm(total=total, desc="benchmark", unit="run", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
     results: list[dict[str, Any]] = []
-    meta = {"preset": preset, "seeds": seeds, "overrides": overrides or {},
-            "max_epochs": max_epochs, "command": command, "date": time.strftime("%Y-%m-%d"),
+    meta = {"preset": preset, "seeds": seeds, "first_seed": first_seed,
+            "overrides": overrides or {}, "max_epochs": max_epochs, "command": command,
+            "date": time.strftime("%Y-%m-%d"),
             "torch_threads": _torch_threads()}
     try:
         for name in datasets:
             bar.set_description(f"{name}: loading")
             X, y, Xt, yt, classes = _load(name)
             runs = []
-            for seed in range(seeds):
-                label = f"{name} seed {seed + 1}/{seeds}"
+            for seed in range(first_seed, first_seed + seeds):
+                label = f"{name} seed {seed - first_seed + 1}/{seeds}"
                 bar.set_description(label)
 
                 def on_epoch(e: int, n: int, label: str = label) -> None:
@@ -268,6 +269,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="dataset names or paths (default: the 15-dataset development set)")
     p.add_argument("--preset", default="patchformer", help="preset to train (default patchformer)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per dataset (default 1)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds are FIRST..FIRST+N-1 (default 0): split seeds over processes")
     p.add_argument("--max-epochs", type=int, help="cap every run's epochs (quick checks)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="GROUP.NAME=VALUE", help="override an option, e.g. model.depth=4 or "
@@ -294,7 +297,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     command = "tsformer benchmark " + " ".join(sys.argv[1:] if sys.argv[1:2] != ["benchmark"]
                                                else sys.argv[2:])
     results = run_benchmark(
-        args.datasets, preset=args.preset, seeds=args.seeds, overrides=overrides,
+        args.datasets, preset=args.preset, seeds=args.seeds, first_seed=args.first_seed,
+        overrides=overrides,
         max_epochs=args.max_epochs, minirocket=not args.no_minirocket, n_jobs=args.threads,
         out=out, progress=not args.quiet, command=command,
     )
