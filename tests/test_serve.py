@@ -425,7 +425,7 @@ def test_cli_serve_registered_and_errors_are_one_line(model_dir: Path, capsys, m
 
     args = cli.build_parser().parse_args(["serve", str(model_dir)])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
-    assert sum(f.__name__ == "add_serve_command" for f in cli.EXTRA_COMMANDS) == 1
+    assert ("serve", "add_serve_command") in cli.FEATURE_COMMANDS
     assert cli.main(["serve", str(model_dir / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with socket.socket() as taken:

@@ -309,7 +309,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def add_subcommand(sub: argparse._SubParsersAction) -> None:
-    """Registers ``tsformer benchmark`` (cli.EXTRA_COMMANDS hook)."""
+    """Adds ``tsformer benchmark`` to the CLI (listed in ``cli.FEATURE_COMMANDS``)."""
     p = sub.add_parser("benchmark", help="train/test a preset on UCR datasets beside MiniRocket")
     add_arguments(p)
     p.set_defaults(func=cmd_benchmark)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import io
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -339,11 +340,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="attention computation path (same function, different cost)")
 
 
-#: Extra subcommands register here: name -> function adding a subparser (set func=...).
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
-from .benchmark import add_subcommand as _add_benchmark  # noqa: E402
-
-EXTRA_COMMANDS.append(_add_benchmark)
+#: Subcommands that live beside their feature, as (module, function adding the subparser);
+#: imported when the parser is built so that ``import tsformer.cli`` stays light.
+FEATURE_COMMANDS = (
+    ("benchmark", "add_subcommand"), ("tune", "add_tune_command"), ("serve", "add_serve_command"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,9 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_datasets)
 
-    from . import serve  # noqa: F401  (registers 'tsformer serve' in EXTRA_COMMANDS)
-    for add in EXTRA_COMMANDS:
-        add(sub)
+    for module, function in FEATURE_COMMANDS:
+        getattr(importlib.import_module(f".{module}", __package__), function)(sub)
     return parser
 
 
@@ -417,5 +417,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
 
-
-from . import tune as _tune  # noqa: E402,F401  (registers the "tune" command)

@@ -460,13 +460,3 @@ def add_tune_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--out", help="output directory (default tune/DATASET-PRESET)")
     p.set_defaults(func=cmd_tune)
-
-
-def _register() -> None:
-    from .cli import EXTRA_COMMANDS
-
-    if add_tune_command not in EXTRA_COMMANDS:
-        EXTRA_COMMANDS.append(add_tune_command)
-
-
-_register()

@@ -191,7 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve_command(sub: argparse._SubParsersAction) -> None:
-    """Add ``tsformer serve MODEL_DIR`` to the CLI (registered in ``cli.EXTRA_COMMANDS``)."""
+    """Add ``tsformer serve MODEL_DIR`` to the CLI (listed in ``cli.FEATURE_COMMANDS``)."""
     p = sub.add_parser("serve", help="serve a model directory: HTTP API and a demo page")
     p.add_argument("model_dir", help="a run/model directory written by 'tsformer train'")
     p.add_argument("--host", default="127.0.0.1",
@@ -205,14 +205,3 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
                    choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default warning; debug adds an access log)")
     p.set_defaults(func=cmd_serve)
-
-
-def _register() -> None:
-    """Idempotent, so importing this module any number of times adds the command once."""
-    from .. import cli
-
-    if add_serve_command not in cli.EXTRA_COMMANDS:
-        cli.EXTRA_COMMANDS.append(add_serve_command)
-
-
-_register()
