@@ -112,28 +112,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .distributed import is_main
     from .io import check_writable_target, make_config, model_card, save_pretrained
     from .metrics import evaluate, format_metrics, plot_confusion, plot_history
-    from .models import count_parameters, create_model, get_preset, resolve_model_params
+    from .models import (
+        count_parameters,
+        create_model,
+        data_shape,
+        get_preset,
+        resolve_model_params,
+    )
     from .train import TrainConfig, fit, seed_everything
 
     file_cfg = _load_config_file(args.config) if args.config else {}
     preset = args.preset or file_cfg.get("preset", "seed")
-    spec = get_preset(preset)
-    model_over = dict(file_cfg.get("model", {}))
-    for key in ("variant", "pool", "attention"):
-        if getattr(args, key) is not None:
-            model_over[key] = getattr(args, key)
-    params = resolve_model_params(preset, model_over)
-    train_over = {**spec["train"], **file_cfg.get("train", {})}
-    for key in ("epochs", "batch_size", "lr", "patience", "seed", "device", "validation_split"):
-        if getattr(args, key) is not None:
-            train_over[key] = getattr(args, key)
-    if args.compile:
-        train_over["compile"] = True
-    capped = args.epochs is None and not args.full and train_over.get("epochs", 200) > QUICK_EPOCHS
-    if capped:
-        full_epochs, train_over["epochs"] = train_over.get("epochs"), QUICK_EPOCHS
-    train_over["verbose"] = 0 if args.quiet else 1
-    cfg = TrainConfig.from_dict(train_over)
+    get_preset(preset)  # an unknown preset fails before any data is read
 
     if args.dataset and args.train_file:
         raise DataError("give either --dataset NAME or --train FILE, not both")
@@ -169,6 +159,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"training series are {Xtr.shape[1]} x {Xtr.shape[2]}; they must match"
             )
         test_codes = _label_codes(yte, classes, "the test split")
+    data_sizes = data_shape(Xtr, len(classes))
+    spec = get_preset(preset, data_sizes)  # with the preset's data-scaled defaults
+    model_over = dict(file_cfg.get("model", {}))
+    for key in ("variant", "pool", "attention"):
+        if getattr(args, key) is not None:
+            model_over[key] = getattr(args, key)
+    params = resolve_model_params(preset, model_over, data_sizes)
+    train_over = {**spec["train"], **file_cfg.get("train", {})}
+    for key in ("epochs", "batch_size", "lr", "patience", "seed", "device", "validation_split"):
+        if getattr(args, key) is not None:
+            train_over[key] = getattr(args, key)
+    if args.compile:
+        train_over["compile"] = True
+    capped = args.epochs is None and not args.full and train_over.get("epochs", 200) > QUICK_EPOCHS
+    if capped:
+        full_epochs, train_over["epochs"] = train_over.get("epochs"), QUICK_EPOCHS
+    train_over["verbose"] = 0 if args.quiet else 1
+    cfg = TrainConfig.from_dict(train_over)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{name}-{preset}-{stamp}")
     check_writable_target(out, args.overwrite)
@@ -176,7 +184,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_ch, n_t = Xtr.shape[1], Xtr.shape[2]
     seed_everything(cfg.seed)  # the initial weights too, so --seed reproduces a run
     model = create_model(preset, n_channels=n_ch, n_timepoints=n_t, n_classes=len(classes),
-                         **model_over)
+                         **params)
     n_params = count_parameters(model)
     _info(f"{name}: {len(Xtr)} train / {0 if Xte is None else len(Xte)} test series, "
           f"{n_ch} channel(s) x {n_t} points, {len(classes)} classes")

@@ -176,17 +176,18 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ configuration
 
-    def _resolved_model_params(self) -> dict[str, Any]:
+    def _resolved_model_params(self, data: dict[str, int] | None = None) -> dict[str, Any]:
         from .models import resolve_model_params
 
-        return resolve_model_params(self.preset, self.model_params)
+        return resolve_model_params(self.preset, self.model_params, data)
 
-    def _train_config(self, seed: int) -> Any:
-        """Preset defaults < ``train_params`` < explicit parameters, as a TrainConfig."""
+    def _train_config(self, seed: int, data: dict[str, int] | None = None) -> Any:
+        """Preset defaults (data-scaled where the preset has such rules) < ``train_params`` <
+        explicit parameters, as a TrainConfig."""
         from .models import get_preset
         from .train import TrainConfig
 
-        options = dict(get_preset(self.preset)["train"])
+        options = dict(get_preset(self.preset, data)["train"])
         extra = dict(self.train_params or {})
         clash = sorted(k for k in extra if k in _OWN_TRAIN_OPTIONS)
         if clash:
@@ -217,7 +218,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
         Labels may be of any type (ints, strings, ...); ``predict`` returns the same ones.
         """
-        from .models import count_parameters, create_model
+        from .models import count_parameters, create_model, data_shape
         from .train import fit as train_fit
         from .train import resolve_device
 
@@ -240,9 +241,10 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
                             "a regression target); a classifier needs discrete labels")
         codes, classes = encode_labels(y_norm)
 
-        model_params = self._resolved_model_params()
+        data = data_shape(Xa, len(classes))
+        model_params = self._resolved_model_params(data)
         seed = _seed_from(self.random_state)
-        cfg = self._train_config(seed)
+        cfg = self._train_config(seed, data)
         pbs = self.predict_batch_size
         if not isinstance(pbs, (int, np.integer)) or isinstance(pbs, bool) or pbs < 1:
             raise ConfigError(f"predict_batch_size must be a positive int, "
@@ -257,7 +259,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
             with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(seed)
                 model = create_model(self.preset, n_channels=n_ch, n_timepoints=n_t,
-                                     n_classes=len(classes), **(self.model_params or {}))
+                                     n_classes=len(classes), **model_params)
                 history = train_fit(model, Xa, codes, cfg, log=_log)
         finally:
             np.random.set_state(np_state)

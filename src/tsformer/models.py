@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -214,6 +214,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Data-scaled defaults, by preset name: ``f(n_channels, n_timepoints, n_train, n_classes)``
+#: returns ``{"model": {...}, "train": {...}}`` values that replace the preset's static ones,
+#: so one preset fits a 16-series set and a 3,000-series set without hand tuning.
+DATA_SCALED: dict[str, Callable[..., dict[str, dict[str, Any]]]] = {}
+
+
 def register_preset(
     name: str, arch: str, model: dict[str, Any], train: dict[str, Any] | None = None,
     description: str = "",
@@ -225,16 +231,35 @@ def register_preset(
                      "train": dict(train or {})}
 
 
-def get_preset(name: str) -> dict[str, Any]:
-    """A deep copy of a preset, so callers can't change the registry by accident."""
+def get_preset(name: str, data: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """A deep copy of a preset, so callers can't change the registry by accident.
+
+    ``data`` (``n_channels``, ``n_timepoints``, ``n_train``, ``n_classes``) applies the
+    preset's data-scaled defaults (:data:`DATA_SCALED`), where it has any.
+    """
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
-    return copy.deepcopy(PRESETS[name])
+    preset = copy.deepcopy(PRESETS[name])
+    if data is not None and name in DATA_SCALED:
+        scaled = DATA_SCALED[name](**{k: int(data[k]) for k in _DATA_KEYS})
+        preset["model"].update(scaled.get("model", {}))
+        preset["train"].update(scaled.get("train", {}))
+    return preset
 
 
-def resolve_model_params(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+_DATA_KEYS = ("n_channels", "n_timepoints", "n_train", "n_classes")
+
+
+def data_shape(X: Any, n_classes: int) -> dict[str, int]:
+    """The sizes data-scaled presets use, from training data ``(n, C, T)``."""
+    n, c, t = X.shape
+    return {"n_channels": c, "n_timepoints": t, "n_train": n, "n_classes": n_classes}
+
+
+def resolve_model_params(name: str, overrides: dict[str, Any] | None = None,
+                         data: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The preset's model hyperparameters with ``overrides`` applied and checked."""
-    params = get_preset(name)["model"]
+    params = get_preset(name, data)["model"]
     for key, value in (overrides or {}).items():
         if key not in params:
             raise ConfigError(

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import ConfigError
-from .models import ARCHITECTURES, register_preset
+from .models import ARCHITECTURES, DATA_SCALED, register_preset
 
 #: Tokens the patcher aims for: attention is quadratic in it, and ~64 covers every length.
 TARGET_TOKENS = 64
@@ -284,6 +284,7 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
 
 
 ARCHITECTURES["patchformer"] = PatchFormer
+DATA_SCALED["patchformer"] = auto_params
 register_preset(
     "patchformer", "patchformer", model=MODEL_DEFAULTS,
     train={**TRAIN_DEFAULTS, "lr": 1e-3, "batch_size": 64, "epochs": 60, "warmup_epochs": 3.0,

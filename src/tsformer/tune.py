@@ -214,15 +214,15 @@ def run_tune(
     import optuna
     import torch
 
-    from .models import create_model, get_preset
+    from .models import create_model, data_shape, get_preset
     from .train import TrainConfig, fit
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     space = search_space(preset)
-    base_train = get_preset(preset)["train"]
     Xf, yf, Xv, yv = split_validation(np.asarray(X, np.float32), np.asarray(y, np.int64),
                                       validation_split, seed)
     n_classes = int(np.max(y)) + 1
+    base_train = get_preset(preset, data_shape(Xf, n_classes))["train"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(storage, study_name, pruner=pruner)
     for key, value in (("preset", preset), ("n_timepoints", int(X.shape[2]))):
