@@ -128,3 +128,18 @@ def test_benchmark_rejects_bad_overrides(capsys):
 
     assert main(["benchmark", "--datasets", "Chinatown", "--set", "depth=2", "--quiet"]) == 2
     assert "--set" in capsys.readouterr().err
+
+
+def test_cli_and_estimator_use_the_data_scaled_defaults():
+    """`train`, the estimator and `tune` get the same size-scaled options as `benchmark`."""
+    from tsformer.models import data_shape, get_preset
+    from tsformer.patchformer import auto_params
+
+    X = np.zeros((40, 2, 24), np.float32)
+    scaled = get_preset("patchformer", data_shape(X, 3))
+    expected = auto_params(2, 24, 40, 3)
+    assert scaled["train"]["batch_size"] == expected["train"]["batch_size"] == 8
+    assert scaled["train"]["validation_split"] == 0.0  # small sets train on everything
+    assert scaled["model"]["patch_len"] == expected["model"]["patch_len"]
+    assert get_preset("patchformer")["train"]["batch_size"] == 64  # static without data
+    assert get_preset("seed", data_shape(X, 3)) == get_preset("seed")  # seed: exact, static
