@@ -198,15 +198,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not is_main():
         return 0  # rank 0 holds the same weights; it alone evaluates and writes the run
     model.cpu()
-    metrics: dict[str, Any] = {
-        "dataset": name, "preset": preset, "epochs_run": len(history.rows),
-        "best_epoch": history.best_epoch, "stopped_early": history.stopped_early,
-        "interrupted": history.interrupted, "train_seconds": round(history.seconds, 2),
-        "seconds_per_epoch": round(history.seconds / max(1, len(history.rows)), 3),
-    }
-    if history.rows and "val_accuracy" in history.rows[-1] and history.best_epoch:
-        best = history.rows[history.best_epoch - 1]
-        metrics["val_loss"], metrics["val_accuracy"] = best["val_loss"], best["val_accuracy"]
+    metrics: dict[str, Any] = {"dataset": name, "preset": preset, **history.summary()}
     if Xte is not None:
         test = evaluate(model, Xte, test_codes, classes)
         metrics["test"] = test

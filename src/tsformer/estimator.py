@@ -322,15 +322,10 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
             classes=list(self.classes_), data=data, n_parameters=self.n_parameters_,
         )
         config["estimator"] = _json_params(self.get_params())
-        metrics: dict[str, Any] = {"epochs_run": len(self.history_.rows),
-                                   "best_epoch": self.history_.best_epoch,
-                                   "stopped_early": self.history_.stopped_early,
-                                   "train_seconds": round(self.history_.seconds, 2)}
+        metrics = self.history_.summary()
         card_metrics = None
-        if self.history_.best_epoch and "val_loss" in self.history_.rows[0]:
-            best = self.history_.rows[self.history_.best_epoch - 1]
-            metrics["val_loss"], metrics["val_accuracy"] = best["val_loss"], best["val_accuracy"]
-            card_metrics = {"accuracy": best["val_accuracy"], "loss": best["val_loss"],
+        if "val_accuracy" in metrics:
+            card_metrics = {"accuracy": metrics["val_accuracy"], "loss": metrics["val_loss"],
                             "split": "validation (held out from the training data)"}
         extra = {"metrics.json": json.dumps(metrics, indent=2) + "\n",
                  "history.csv": self.history_.to_csv()}

@@ -83,6 +83,19 @@ class History:
     interrupted: bool = False
     seconds: float = 0.0
 
+    def summary(self) -> dict[str, Any]:
+        """How the run went, for ``metrics.json``: length, best epoch and its validation."""
+        out: dict[str, Any] = {
+            "epochs_run": len(self.rows), "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early, "interrupted": self.interrupted,
+            "train_seconds": round(self.seconds, 2),
+            "seconds_per_epoch": round(self.seconds / max(1, len(self.rows)), 3),
+        }
+        best = self.rows[self.best_epoch - 1] if self.best_epoch else {}
+        if "val_loss" in best:
+            out["val_loss"], out["val_accuracy"] = best["val_loss"], best["val_accuracy"]
+        return out
+
     def to_csv(self) -> str:
         if not self.rows:
             return "epoch\n"
