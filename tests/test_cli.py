@@ -91,6 +91,7 @@ def test_summary_and_datasets(capsys):
     (["evaluate", "no/such/run"], "does not exist"),
     (["summary", "--variant", "sideways"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
+    (["train", "--config", "no-such-config.json"], "does not exist"),
 ])
 def test_user_errors_are_one_line_and_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) if argv[0] == "frobnicate" or "ten" in argv or \
@@ -118,3 +119,17 @@ def test_predict_refuses_wrong_length_and_existing_out(trained, tmp_path, capsys
     assert code == 2 and "never resampled" in err
     code, _, err = run(capsys, "train", "--train", str(bad), "--out", str(out))
     assert code == 2
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    ('{"preset": "seed", "train": {"learnrate": 1}}', "unknown training option"),
+    ('{"preset": "seed", "model": {"heads": 2}}', "no model option 'heads'"),
+])
+def test_bad_config_files_are_one_line(tmp_path, small_tsv, capsys, content, message):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(content)
+    code, _, err = run(capsys, "train", "--train", str(small_tsv[0]), "--config", str(cfg),
+                       "--out", str(tmp_path / "never"))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "never").exists()
