@@ -580,3 +580,13 @@ def test_offline_message(isolated: Path) -> None:
 
 def test_download_unknown_name() -> None:
     _raises(data.download_dataset, "FordC", match="did you mean")
+
+
+def test_codes_for_matches_labels_by_text_and_refuses_unseen():
+    from tsformer.data import codes_for
+
+    assert codes_for(np.array([1, -1, 1]), [-1, 1], "x").tolist() == [1, 0, 1]
+    assert codes_for(["1", "-1"], [-1, 1], "x").tolist() == [1, 0]
+    assert codes_for(["b", "a"], ["a", "b"], "x").tolist() == [1, 0]
+    with pytest.raises(DataError, match="the test split has label.* 3 .*not trained on"):
+        codes_for([1, 3], [1, 2], "the test split")

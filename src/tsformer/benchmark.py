@@ -62,31 +62,26 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def preset_params(preset: str, n_channels: int, n_timepoints: int, n_train: int,
                   n_classes: int, members: int | None = None) -> dict[str, dict[str, Any]]:
-    """Model/train options for a preset on data of this shape (data-scaled when it can be);
-    ``members`` is passed to patchformer's auto rules so batch/epochs follow it."""
-    from .models import get_preset
+    """Model/train options for a preset on data of this shape (its ``DATA_SCALED`` rule, as
+    ``train`` and the estimator use); an explicit ``members`` goes to that rule so the
+    ensemble's batch and epochs follow it."""
+    from .models import DATA_SCALED, get_preset
 
-    spec = get_preset(preset)
-    if spec["arch"] == "patchformer":
-        from .patchformer import auto_params
-
-        return auto_params(n_channels, n_timepoints, n_train, n_classes, members=members)
+    data = {"n_channels": n_channels, "n_timepoints": n_timepoints, "n_train": n_train,
+            "n_classes": n_classes}
+    if members is not None and preset in DATA_SCALED:
+        return DATA_SCALED[preset](**data, members=members)
+    spec = get_preset(preset, data)
     return {"model": spec["model"], "train": spec["train"]}
 
 
 def _load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]:
     """Train/test arrays with integer codes; test labels mapped onto the training classes."""
-    from .data import encode_labels, load_dataset
-    from .errors import DataError
+    from .data import codes_for, encode_labels, load_dataset
 
     s = load_dataset(name, progress=False)
     y_train, classes = encode_labels(s.y_train)
-    index = {str(c): i for i, c in enumerate(classes)}
-    test_codes, test_classes = encode_labels(s.y_test)
-    unknown = {str(c) for c in test_classes} - set(index)
-    if unknown:
-        raise DataError(f"{name}: test labels {sorted(unknown)[:5]} not in the training set")
-    y_test = np.array([index[str(test_classes[k])] for k in test_codes], dtype=np.int64)
+    y_test = codes_for(s.y_test, classes, f"the {s.name} test split")
     return (np.asarray(s.X_train, np.float32), y_train, np.asarray(s.X_test, np.float32), y_test,
             classes)
 

@@ -43,18 +43,6 @@ def _info(msg: str) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _label_codes(y: np.ndarray, classes: list[Any], what: str) -> np.ndarray:
-    """Map raw labels onto a model's classes, refusing labels the model never saw."""
-    index = {str(c): i for i, c in enumerate(classes)}
-    unknown = sorted({str(v) for v in y} - set(index))
-    if unknown:
-        raise DataError(
-            f"{what} has label(s) {', '.join(unknown[:5])} that the model was not trained on "
-            f"(its classes: {', '.join(str(c) for c in classes)})"
-        )
-    return np.array([index[str(v)] for v in y], dtype=np.int64)
-
-
 def _load_config_file(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
@@ -108,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .data import check_X, check_Xy, encode_labels, load_dataset
+    from .data import check_X, check_Xy, codes_for, encode_labels, load_dataset
     from .distributed import is_main
     from .io import check_writable_target, make_config, model_card, save_pretrained
     from .metrics import evaluate, format_metrics, plot_confusion, plot_history
@@ -135,14 +123,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             Xte, yte = load_file(args.test_file)
         else:
             Xte, yte = None, None
-        data_info = {"name": Path(args.train_file).stem, "source": "file"}
         name = Path(args.train_file).stem
+        data_info = {"name": name, "source": "file"}
     else:
         name = args.dataset or "FordA"
         splits = load_dataset(name)
         Xtr, ytr, Xte, yte = splits.X_train, splits.y_train, splits.X_test, splits.y_test
-        data_info = {"name": splits.name, "source": splits.source}
         name = splits.name
+        data_info = {"name": name, "source": splits.source}
     if ytr is None:
         raise DataError(f"{args.train_file} has no labels; training needs a label column")
     Xtr, ytr = check_Xy(Xtr, ytr)
@@ -158,7 +146,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"test series are {Xte.shape[1]} x {Xte.shape[2]} (channels x points) but "
                 f"training series are {Xtr.shape[1]} x {Xtr.shape[2]}; they must match"
             )
-        test_codes = _label_codes(yte, classes, "the test split")
+        test_codes = codes_for(yte, classes, "the test split")
     data_sizes = data_shape(Xtr, len(classes))
     spec = get_preset(preset, data_sizes)  # with the preset's data-scaled defaults
     model_over = dict(file_cfg.get("model", {}))
@@ -229,7 +217,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import load_dataset
+    from .data import codes_for, load_dataset
     from .io import load_pretrained
     from .metrics import evaluate, format_metrics
 
@@ -249,7 +237,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if X.shape[1:] != (n_ch, n_t):
             raise DataError(f"{what} is {X.shape[1]} x {X.shape[2]} but the model expects "
                             f"{n_ch} x {n_t}")
-    m = evaluate(model, X, _label_codes(y, cfg["classes"], what), cfg["classes"])
+    m = evaluate(model, X, codes_for(y, cfg["classes"], what), cfg["classes"])
     if args.json:
         print(json.dumps(m, indent=2))
     else:

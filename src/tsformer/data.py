@@ -950,6 +950,23 @@ def encode_labels(y: Any) -> tuple[np.ndarray, list]:
     return codes.astype(np.int64).reshape(-1), classes.tolist()
 
 
+def codes_for(y: Any, classes: Sequence, what: str) -> np.ndarray:
+    """Labels of new data (a test split, a file) as codes of a model's ``classes``.
+
+    Labels are matched by their text (``1`` and ``"1"`` agree: the loaders turn integral
+    numbers into ints first); a label the model never saw is refused rather than mapped to a
+    wrong class.
+    """
+    index = {str(c): i for i, c in enumerate(classes)}
+    unknown = sorted({str(v) for v in np.asarray(y).tolist()} - set(index))
+    if unknown:
+        raise DataError(
+            f"{what} has label(s) {', '.join(unknown[:5])} that the model was not trained on "
+            f"(its classes: {', '.join(str(c) for c in classes)})"
+        )
+    return np.array([index[str(v)] for v in np.asarray(y).tolist()], dtype=np.int64)
+
+
 def decode_labels(codes: Any, classes: Sequence) -> np.ndarray:
     """Codes from :func:`encode_labels` (or a model) back to the original labels."""
     codes = np.asarray(codes)
