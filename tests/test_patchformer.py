@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from tsformer.models import PRESETS, create_model
-from tsformer.patchformer import TARGET_TOKENS, PatchFormer, auto_params, resolve_patching
+from tsformer.patchformer import (
+    TARGET_TOKENS,
+    PatchFormer,
+    PatchFormerNet,
+    auto_params,
+    resolve_patching,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +39,7 @@ def test_forward_shapes_any_length_and_channels(c, t):
 
 
 @pytest.mark.parametrize("opts", [{"stem": "patch"}, {"pos": "none"}, {"pool": "cls"},
-                                  {"members": 3},
+                                  {"members": 3}, {"spectral": True},
                                   {"instance_norm": False, "patch_len": 8, "stride": 4}])
 def test_model_options(opts):
     m = PatchFormer(2, 100, 3, **opts).eval()
@@ -57,6 +63,18 @@ def test_instance_norm_makes_the_model_scale_and_offset_invariant():
     torch.testing.assert_close(m(x), m(5 * x + 100), atol=1e-3, rtol=1e-3)
 
 
+@pytest.mark.parametrize("t", [20, 21, 500])
+def test_spectral_tokens_are_shift_invariant_evidence(t):
+    m = PatchFormerNet(2, t, 3, spectral=True).eval()
+    base = PatchFormerNet(2, t, 3).n_tokens
+    assert m.n_tokens > base and m.pos.shape[1] == m.n_tokens
+    x = torch.randn(4, 2, t)
+    assert m(x).shape == (4, 3)
+    # The spectral tokens alone see a circular shift as the same series.
+    spec = lambda z: m.spec_patch(m.spec_norm(torch.log1p(torch.fft.rfft(m.norm_in(z)).abs())))  # noqa: E731
+    torch.testing.assert_close(spec(x), spec(torch.roll(x, 3, -1)), atol=1e-4, rtol=1e-4)
+
+
 def test_auto_params_scale_with_the_data():
     small = auto_params(1, 24, 16, 2)
     big = auto_params(1, 500, 3601, 2)
@@ -64,10 +82,16 @@ def test_auto_params_scale_with_the_data():
     # patches grow with the length so the token count stays flat
     assert small["model"]["stride"] == 1 and long["model"]["stride"] > big["model"]["stride"]
     assert resolve_patching(2000) == (long["model"]["patch_len"], long["model"]["stride"])
+    # the stem kernel follows the stride, within bounds: 7 for short series, 63 for FordA
+    assert (small["model"]["stem_kernel"], big["model"]["stem_kernel"],
+            long["model"]["stem_kernel"]) == (7, 63, 63)
+    net = PatchFormerNet(1, 500, 2)  # "auto" resolves the same way inside the model
+    assert net.stem[0].kernel_size == (63,) and net.stem[3].kernel_size == (63,)
     # tiny sets: all data trains, small batches, more epochs; big sets: a validation split
     assert small["train"]["validation_split"] == 0 and big["train"]["validation_split"] > 0
     assert 8 <= small["train"]["batch_size"] < big["train"]["batch_size"] <= 64
-    assert small["train"]["epochs"] > big["train"]["epochs"] >= 30
+    assert small["train"]["epochs"] > big["train"]["epochs"] == 20  # big: the compute cap
+    assert auto_params(1, 1000, 16000, 2)["train"]["epochs"] == 10  # never below 10
     assert small["train"]["lr"] < big["train"]["lr"]
     assert big["model"]["members"] == 1  # budget-bound (and capped: the ensemble did not pay)
     five = auto_params(1, 24, 16, 2, members=5)  # an explicit ensemble keeps each schedule
@@ -77,7 +101,8 @@ def test_auto_params_scale_with_the_data():
         from tsformer.train import TrainConfig
 
         TrainConfig.from_dict(p["train"])
-        PatchFormer(3, 100, 2, **{**p["model"], "patch_len": "auto", "stride": "auto"})
+        PatchFormer(3, 100, 2, **{**p["model"], "patch_len": "auto", "stride": "auto",
+                                   "stem_kernel": "auto"})
 
 
 def test_preset_is_registered_as_plain_data():

@@ -96,9 +96,40 @@ def test_schedules_and_augmentations_run():
     y = np.arange(32) % 3
     model = create_model("seed", n_channels=2, n_timepoints=30, n_classes=3, head_size=8)
     cfg = TrainConfig(optimizer="adamw", lr=1e-3, schedule="onecycle", warmup_epochs=1,
-                      label_smoothing=0.1, augment=["jitter", "scale", "shift"], epochs=3,
+                      label_smoothing=0.1, augment=["jitter", "scale", "shift", "flip"], epochs=3,
                       grad_clip=1.0, verbose=0)
     h = fit(model, X, y, cfg)
     assert h.rows[0]["lr"] > h.rows[-1]["lr"]  # decayed after the warm-up
     with pytest.raises(ConfigError, match="unknown augmentation"):
         fit(model, X, y, TrainConfig(augment=["warp"], epochs=1, verbose=0))
+
+
+def test_flip_changes_the_sign_of_about_half_the_series():
+    from tsformer.train import AUGMENTATIONS
+
+    x = torch.ones(1000, 2, 5)
+    out = AUGMENTATIONS["flip"](x, torch.Generator().manual_seed(0))
+    signs = out[:, 0, 0]
+    assert set(signs.tolist()) == {-1.0, 1.0} and 400 < (signs < 0).sum() < 600
+    assert torch.equal(out.abs(), x) and torch.equal(out[:, 1], out[:, 0])  # one sign a series
+
+
+def test_ema_returns_the_weight_average_and_validates_it():
+    X = np.random.default_rng(5).normal(size=(64, 1, 30)).astype(np.float32)
+    y = np.arange(64) % 2
+    model = _tiny(dropout=0.0, mlp_dropout=0.0)
+    params = []
+
+    def record(epoch, row):
+        params.append(model.state_dict()["classifier.weight"].clone())  # raw weights, not EMA
+
+    cfg = TrainConfig(lr=0.05, epochs=3, patience=None, restore_best=False, ema=0.5,
+                      batch_size=64, validation_split=0.0, verbose=0)
+    init = model.state_dict()["classifier.weight"].clone()
+    fit(model, X, y, cfg, on_epoch_end=record)
+    # One step an epoch: EMA after 3 steps = 0.25 w1 + 0.25 w2 + 0.5 w3 (first update copies).
+    want = 0.25 * params[0] + 0.25 * params[1] + 0.5 * params[2]
+    torch.testing.assert_close(model.state_dict()["classifier.weight"], want)
+    assert not torch.equal(want, init)
+    with pytest.raises(ConfigError, match="ema"):
+        fit(_tiny(), X, y, TrainConfig(ema=1.0, epochs=1, verbose=0))

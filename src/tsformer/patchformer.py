@@ -33,16 +33,41 @@ TARGET_TOKENS = 64
 
 
 def resolve_patching(n_timepoints: int, patch_len: int | str = "auto",
-                     stride: int | str = "auto") -> tuple[int, int]:
-    """Patch length and stride: about :data:`TARGET_TOKENS` half-overlapping patches."""
+                     stride: int | str = "auto", target: int = TARGET_TOKENS
+                     ) -> tuple[int, int]:
+    """Patch length and stride: about ``target`` half-overlapping patches."""
     if stride == "auto":
-        stride = max(1, round(n_timepoints / TARGET_TOKENS))
+        stride = max(1, round(n_timepoints / target))
     if patch_len == "auto":
         patch_len = 2 * int(stride)
     patch_len, stride = int(patch_len), int(stride)
     if patch_len < 1 or stride < 1:
         raise ConfigError(f"patch_len and stride must be >= 1, not {patch_len} and {stride}")
     return min(patch_len, n_timepoints), stride
+
+
+#: Bounds of the automatic stem kernel (see :func:`resolve_stem_kernel`).
+MIN_KERNEL, MAX_KERNEL = 7, 63
+
+
+def resolve_stem_kernel(stride: int, stem_kernel: int | str = "auto") -> int:
+    """Stem kernel: ``8 * stride - 1`` within [7, 63] unless given.
+
+    Tied to the token stride so a token's receptive field is a fixed share of the series
+    (~18 strides, ~30% of it) whatever the length.  Long kernels act as frequency filters:
+    on FordA (stride 8) kernels 7, 15, 31, 63 reached 0.934, 0.939, 0.947, 0.955
+    (docs/benchmarks.md)."""
+    if stem_kernel == "auto":
+        return int(min(MAX_KERNEL, max(MIN_KERNEL, 8 * stride - 1)))
+    if int(stem_kernel) < 1:
+        raise ConfigError(f"stem_kernel must be >= 1, not {stem_kernel}")
+    return int(stem_kernel)
+
+
+def _padding(n: int, patch_len: int, stride: int) -> tuple[int, int]:
+    """Right padding so the last points fall in a patch, and the number of patches."""
+    pad = (stride - (n - patch_len) % stride) % stride
+    return pad, (n + pad - patch_len) // stride + 1
 
 
 class InstanceNorm(nn.Module):
@@ -114,9 +139,9 @@ class PatchFormerNet(nn.Module):
         self, n_channels: int, n_timepoints: int, n_classes: int, *,
         d_model: int = 64, depth: int = 3, n_heads: int = 4, mlp_ratio: float = 2.0,
         patch_len: int | str = "auto", stride: int | str = "auto", stem: str = "conv",
-        stem_width: int = 32, stem_kernel: int = 7, dropout: float = 0.1,
+        stem_width: int = 32, stem_kernel: int | str = "auto", dropout: float = 0.1,
         drop_path: float = 0.1, pos: str = "learned", pool: str = "mean",
-        instance_norm: bool = True,
+        instance_norm: bool = True, spectral: bool = False,
     ) -> None:
         super().__init__()
         if stem not in ("conv", "patch"):
@@ -127,12 +152,10 @@ class PatchFormerNet(nn.Module):
             raise ConfigError(f"pool must be 'mean' or 'cls', not {pool!r}")
         self.patch_len, self.stride = resolve_patching(n_timepoints, patch_len, stride)
         self.n_timepoints = n_timepoints
-        # Right padding (replicate) so the last points fall in a patch.
-        rest = (n_timepoints - self.patch_len) % self.stride
-        self.pad = (self.stride - rest) % self.stride
-        self.n_tokens = (n_timepoints + self.pad - self.patch_len) // self.stride + 1
+        self.pad, self.n_tokens = _padding(n_timepoints, self.patch_len, self.stride)
         self.norm_in = InstanceNorm() if instance_norm else nn.Identity()
         if stem == "conv":
+            stem_kernel = resolve_stem_kernel(self.stride, stem_kernel)
             self.stem: nn.Module = nn.Sequential(
                 nn.Conv1d(n_channels, stem_width, stem_kernel, padding="same", bias=False),
                 nn.BatchNorm1d(stem_width), nn.GELU(),
@@ -144,6 +167,18 @@ class PatchFormerNet(nn.Module):
             self.stem = nn.Identity()
             patch_in = n_channels
         self.patch = nn.Conv1d(patch_in, d_model, self.patch_len, stride=self.stride)
+        self.spectral = spectral
+        n_spec = 0
+        if spectral:
+            # Log-magnitude spectrum tokens: shift-invariant evidence that time patches only
+            # see piecewise (a linear model on it alone reaches 0.92 on FordA).
+            n_freq = n_timepoints // 2 + 1
+            self.spec_len, self.spec_stride = resolve_patching(n_freq, target=TARGET_TOKENS // 2)
+            self.spec_pad, n_spec = _padding(n_freq, self.spec_len, self.spec_stride)
+            self.spec_norm = nn.BatchNorm1d(n_channels)
+            self.spec_patch = nn.Conv1d(n_channels, d_model, self.spec_len,
+                                        stride=self.spec_stride)
+            self.n_tokens += n_spec
         self.pool = pool
         n_pos = self.n_tokens + (pool == "cls")
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pool == "cls" else None
@@ -165,10 +200,19 @@ class PatchFormerNet(nn.Module):
                 nn.init.trunc_normal_(p, std=0.02)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(self.norm_in(x))
+        x = self.norm_in(x)
+        spec = None
+        if self.spectral:
+            spec = self.spec_norm(torch.log1p(torch.fft.rfft(x.float(), dim=-1).abs()))
+            if self.spec_pad:
+                spec = F.pad(spec, (0, self.spec_pad), mode="replicate")
+            spec = self.spec_patch(spec.to(x.dtype)).transpose(1, 2)
+        x = self.stem(x)
         if self.pad:
             x = F.pad(x, (0, self.pad), mode="replicate")
         x = self.patch(x).transpose(1, 2)  # (B, tokens, d)
+        if spec is not None:
+            x = torch.cat([x, spec], 1)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1)
         if self.pos is not None:
@@ -221,8 +265,9 @@ class PatchFormer(nn.Module):
 #: The preset's model options; shape-dependent ones are "auto" and resolved from the length.
 MODEL_DEFAULTS: dict[str, Any] = {
     "d_model": 64, "depth": 3, "n_heads": 4, "mlp_ratio": 2.0, "patch_len": "auto",
-    "stride": "auto", "stem": "conv", "stem_width": 32, "stem_kernel": 7, "dropout": 0.1,
+    "stride": "auto", "stem": "conv", "stem_width": 32, "stem_kernel": "auto", "dropout": 0.1,
     "drop_path": 0.1, "pos": "learned", "pool": "mean", "instance_norm": True, "members": 1,
+    "spectral": False,
 }
 
 #: Training options that do not depend on the data (the rest come from :func:`auto_params`).
@@ -235,6 +280,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 #: Optimiser steps a run aims for, before the epoch bounds below; sets the compute budget.
 TARGET_STEPS = 2500
 MIN_EPOCHS, MAX_EPOCHS = 30, 400
+#: A single run's compute cap (training series x points x epochs), reached only by big
+#: sets: FordA's 20 epochs (3,240 x 500 x 20), ~4.5 minutes on one idle core.  On FordA 20
+#: epochs scored what 49 did (0.9341 both, seed 0), so the steps above 20 were wasted.
+MAX_COST = 3240 * 500 * 20
+MIN_CAPPED_EPOCHS = 10  # the cap never cuts a run below this
 #: Half the compute of one single-model FordA run (series x points x epochs), and the cap:
 #: smaller data get as many members as fit that budget, up to MAX_MEMBERS.  The cap is 1
 #: (no ensemble) because the measured ablation did not pay: on 10 small dev sets a bagged
@@ -251,12 +301,15 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
 
     * patching (model): ~64 half-overlapping patches whatever the length, so cost and
       attention span stay flat from 20 to 2,000 points;
+    * stem kernel (model): ``8 * stride - 1`` in [7, 63] (:func:`resolve_stem_kernel`);
     * validation split: 10% of the training data once there are >= 500 series (enough to
       pick the best epoch on); below that every series is worth more as training data, the
       full schedule runs and the last-best training-loss weights are kept;
     * batch: about n/8, a power of two in [8, 64], so tiny sets still get several steps an
       epoch; the learning rate follows the square root of the batch;
-    * epochs: about :data:`TARGET_STEPS` optimiser steps, within [30, 400] epochs;
+    * epochs: about :data:`TARGET_STEPS` optimiser steps, within [30, 400] epochs, and at
+      most :data:`MAX_COST` series x points x epochs, but no fewer than 10 epochs (only big
+      sets reach the cap: FordA gets 20);
       warm-up is the first 5% of them;
     * members (``None``: auto): as many ensemble members as fit half the compute of one
       FordA-size run (:data:`BUDGET`), at most :data:`MAX_MEMBERS` (now 1: it did not pay);
@@ -270,6 +323,7 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     batch = int(min(64, max(8, 2 ** math.floor(math.log2(max(1, n_fit / 8))))))
     steps = math.ceil(n_fit / batch)
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(TARGET_STEPS / steps))))
+    epochs = min(epochs, max(MIN_CAPPED_EPOCHS, MAX_COST // (n_fit * max(n_timepoints, 64))))
     if members is None:
         cost = n_fit * max(n_timepoints, 64) * epochs
         members = int(min(MAX_MEMBERS, max(1, BUDGET // cost)))
@@ -279,7 +333,8 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
         "epochs": epochs * members, "warmup_epochs": max(1.0, 0.05 * epochs * members),
         "validation_split": val,
     }
-    model = {**MODEL_DEFAULTS, "patch_len": patch_len, "stride": stride, "members": members}
+    model = {**MODEL_DEFAULTS, "patch_len": patch_len, "stride": stride,
+             "stem_kernel": resolve_stem_kernel(stride), "members": members}
     return {"model": model, "train": train}
 
 
