@@ -168,3 +168,43 @@ def test_cli_and_estimator_use_the_data_scaled_defaults():
     assert scaled["model"]["patch_len"] == expected["model"]["patch_len"]
     assert get_preset("patchformer")["train"]["batch_size"] == 64  # static without data
     assert get_preset("seed", data_shape(X, 3)) == get_preset("seed")  # seed: exact, static
+
+
+def test_live_minirocket_runs_in_a_child_process(tmp_path, monkeypatch):
+    """A stand-in aeon (on sys.path, which spawn passes on): the fit happens in another
+    process, so numba's thread pool can never slow later torch training in this one."""
+    import os
+    import sys
+
+    from tsformer.benchmark import live_minirocket
+
+    pkg = tmp_path / "aeon" / "classification" / "convolution_based"
+    pkg.mkdir(parents=True)
+    for d in (tmp_path / "aeon", tmp_path / "aeon" / "classification"):
+        (d / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text(
+        "import os\n"
+        "import numpy as np\n"
+        "class MiniRocketClassifier:\n"
+        "    def __init__(self, n_jobs=1, random_state=None): pass\n"
+        "    def fit(self, X, y):\n"
+        f"        open({str(tmp_path / 'pid')!r}, 'w').write(str(os.getpid()))\n"
+        "        self.c = np.bincount(y).argmax()\n"
+        "    def predict(self, X): return np.full(len(X), self.c)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for mod in [m for m in sys.modules if m == "aeon" or m.startswith("aeon.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    X = np.zeros((6, 1, 10), np.float32)
+    out = live_minirocket(X, np.array([0, 1, 1, 1, 0, 1]), X[:4], np.array([1, 1, 0, 1]), 1)
+    assert out["accuracy"] == 0.75 and out["train_seconds"] >= 0
+    assert int((tmp_path / "pid").read_text()) != os.getpid()
+
+
+def test_live_minirocket_is_skipped_without_aeon(monkeypatch):
+    import importlib.util
+
+    from tsformer import benchmark
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    X = np.zeros((2, 1, 5), np.float32)
+    assert benchmark.live_minirocket(X, np.array([0, 1]), X, np.array([0, 1]), 1) is None
