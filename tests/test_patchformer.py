@@ -82,9 +82,9 @@ def test_auto_params_scale_with_the_data():
     # patches grow with the length so the token count stays flat
     assert small["model"]["stride"] == 1 and long["model"]["stride"] > big["model"]["stride"]
     assert resolve_patching(2000) == (long["model"]["patch_len"], long["model"]["stride"])
-    # the stem kernel follows the stride, within bounds: 7 for short series, 63 for FordA
+    # the stem kernel follows the stride, within bounds: 15 at length 24, 63 for FordA
     assert (small["model"]["stem_kernel"], big["model"]["stem_kernel"],
-            long["model"]["stem_kernel"]) == (7, 63, 63)
+            long["model"]["stem_kernel"]) == (15, 63, 63)
     net = PatchFormerNet(1, 500, 2)  # "auto" resolves the same way inside the model
     assert net.stem[0].kernel_size == (63,) and net.stem[3].kernel_size == (63,)
     # tiny sets: all data trains, small batches, more epochs; big sets: a validation split
