@@ -4,15 +4,17 @@ A small pre-norm transformer over patch tokens, built from what works for time s
 
 * per-series normalisation inside the model (a model option, so it travels with saved
   weights and a raw series can be fed as it is);
-* a convolutional stem at full resolution, then a strided convolution that turns overlapping
-  patches into tokens (the stem lets tokens see local shape; patching keeps attention cheap);
+* a convolutional stem at full resolution with long kernels (a quarter of the series, up to
+  63 points: they act as learned frequency filters, the largest gain measured), then a strided
+  convolution that turns overlapping patches into tokens (patching keeps attention cheap);
 * learned positional embeddings, pre-norm blocks with stochastic depth, mean pooling;
 * trained with AdamW, warm-up + one-cycle cosine, label smoothing and light augmentation.
 
 Nothing is set per dataset.  Shape-dependent model options default to ``"auto"`` and are
 resolved here from the series length; training options (epochs, batch size, learning rate,
-validation split) depend on the training-set size and come from :func:`auto_params`, which
-the benchmark runner calls and a user can call too.  The justifying ablations are in
+validation split) depend on the training-set size and come from :func:`auto_params`, the
+preset's rule in ``models.DATA_SCALED`` (``train``, the estimator, ``tune`` and ``benchmark``
+all use it).  The justifying ablations are in
 docs/benchmarks.md, section "Accurate preset".
 """
 
