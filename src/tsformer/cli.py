@@ -176,9 +176,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_params = count_parameters(model)
     _info(f"{name}: {len(Xtr)} train / {0 if Xte is None else len(Xte)} test series, "
           f"{n_ch} channel(s) x {n_t} points, {len(classes)} classes")
-    _info(f"preset {preset} ({params.get('variant', '')}): {n_params:,} parameters; "
-          f"up to {cfg.epochs} epochs, batch {cfg.batch_size}, early stopping patience "
-          f"{cfg.patience}")
+    variant = f" ({params['variant']})" if params.get("variant") else ""
+    stopping = (f"early stopping patience {cfg.patience}" if cfg.patience is not None
+                else "no early stopping")
+    _info(f"preset {preset}{variant}: {n_params:,} parameters; up to {cfg.epochs} epochs, "
+          f"batch {cfg.batch_size}, {stopping}")
     if capped:
         _info(f"note: training at most {QUICK_EPOCHS} epochs for a quick first run; the full "
               f"{preset} schedule ({full_epochs} epochs, early stopping) is --full")
