@@ -134,7 +134,8 @@ class PatchFormerNet(nn.Module):
 
     ``stem``: ``"conv"`` (two same-length convolutions before patching) or ``"patch"``
     (linear patch embedding only).  ``pos``: ``"learned"`` or ``"none"``.
-    ``pool``: ``"mean"`` over tokens or ``"cls"`` (a class token).
+    ``pool``: ``"mean"`` over tokens or ``"cls"`` (a class token).  ``spectral``: add
+    log-magnitude spectrum patches as tokens (measured not to pay; off by default).
     """
 
     def __init__(

@@ -333,8 +333,9 @@ def fit(
     step_fn = torch.compile(train_model) if cfg.compile else train_model
     if not 0.0 <= cfg.ema < 1.0:
         raise ConfigError(f"ema must be in [0, 1), not {cfg.ema}")
-    # The weight average is what gets validated, kept as best and returned: on small data it
-    # smooths the last noisy steps of a run into one better model at no extra forward cost.
+    # The weight average is what gets validated, kept as best and returned.  BatchNorm's
+    # running statistics are averaged too, so they lag the averaged weights: on the
+    # patchformer preset (BatchNorm stem) that cost 10 points on FordA (docs/benchmarks.md).
     ema = (torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
         use_buffers=True) if cfg.ema else None)
