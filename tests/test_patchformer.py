@@ -208,3 +208,12 @@ def test_live_minirocket_is_skipped_without_aeon(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     X = np.zeros((2, 1, 5), np.float32)
     assert benchmark.live_minirocket(X, np.array([0, 1]), X, np.array([0, 1]), 1) is None
+
+
+@pytest.mark.parametrize("opts", [{"stem_kernel": 0}, {"stem": "lstm"}, {"pool": "max"},
+                                  {"d_model": 30, "n_heads": 4}])
+def test_bad_model_options_are_one_clear_error(opts):
+    from tsformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=next(iter(opts))):
+        PatchFormer(1, 50, 2, **opts)
