@@ -284,7 +284,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 TARGET_STEPS = 2500
 MIN_EPOCHS, MAX_EPOCHS = 30, 400
 #: A single run's compute cap (training series x points x epochs), reached only by big
-#: sets: FordA's 20 epochs (3,240 x 500 x 20), ~4.5 minutes on one idle core.  On FordA 20
+#: sets: FordA's 20 epochs (3,240 x 500 x 20), ~420 CPU-s (7 min on one idle core).  On FordA 20
 #: epochs scored what 49 did (0.9341 both, seed 0), so the steps above 20 were wasted.
 MAX_COST = 3240 * 500 * 20
 MIN_CAPPED_EPOCHS = 10  # the cap never cuts a run below this
@@ -292,7 +292,7 @@ MIN_CAPPED_EPOCHS = 10  # the cap never cuts a run below this
 #: smaller data get as many members as fit that budget, up to MAX_MEMBERS.  The cap is 1
 #: (no ensemble) because the measured ablation did not pay: on 10 small dev sets a bagged
 #: 3-5 member ensemble averaged 0.836 vs 0.844 for one network (docs/benchmarks.md).
-BUDGET = 3240 * 500 * 49 // 2
+BUDGET = MAX_COST // 2
 MAX_MEMBERS = 1
 
 
