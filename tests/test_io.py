@@ -35,6 +35,22 @@ def test_save_load_identical_predictions(tmp_path):
     assert "How to load" in (path / "README.md").read_text()
 
 
+def test_patchformer_save_records_the_resolved_shape_options(tmp_path):
+    # create_model without data leaves "auto" options; the saved config must hold what was
+    # built, so loading never re-runs (a possibly changed) rule.
+    model = create_model("patchformer", n_channels=1, n_timepoints=500, n_classes=2)
+    params = resolve_model_params("patchformer", {})
+    assert params["stem_kernel"] == "auto"
+    cfg = make_config("patchformer", params, {}, n_channels=1, n_timepoints=500,
+                      classes=[0, 1])
+    saved = read_config(save_pretrained(tmp_path / "p", model, cfg))["model"]
+    assert (saved["patch_len"], saved["stride"], saved["stem_kernel"]) == (16, 8, 63)
+    loaded, _ = load_pretrained(tmp_path / "p")
+    model.eval()
+    x = torch.randn(2, 1, 500)
+    assert torch.equal(model(x), loaded(x))
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     def boom(p):
         raise OSError("disk full")

@@ -81,6 +81,10 @@ def save_pretrained(
     from safetensors.torch import save_file
 
     cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
+    if hasattr(model, "resolved_options") and isinstance(cfg.get("model"), dict):
+        # "auto" shape options are written as built: a later change of the rule that
+        # resolves them cannot change what a saved model loads as.
+        cfg["model"] = {**cfg["model"], **model.resolved_options()}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     files: dict[str, FileContent] = {
         CONFIG_NAME: _json(cfg),

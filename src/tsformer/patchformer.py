@@ -157,8 +157,9 @@ class PatchFormerNet(nn.Module):
         self.n_timepoints = n_timepoints
         self.pad, self.n_tokens = _padding(n_timepoints, self.patch_len, self.stride)
         self.norm_in = InstanceNorm() if instance_norm else nn.Identity()
+        self.stem_kernel = resolve_stem_kernel(self.stride, stem_kernel)
         if stem == "conv":
-            stem_kernel = resolve_stem_kernel(self.stride, stem_kernel)
+            stem_kernel = self.stem_kernel
             self.stem: nn.Module = nn.Sequential(
                 nn.Conv1d(n_channels, stem_width, stem_kernel, padding="same", bias=False),
                 nn.BatchNorm1d(stem_width), nn.GELU(),
@@ -247,6 +248,11 @@ class PatchFormer(nn.Module):
         self.nets = nn.ModuleList(PatchFormerNet(n_channels, n_timepoints, n_classes, **params)
                                   for _ in range(members))
         self.n_tokens = self.nets[0].n_tokens
+
+    def resolved_options(self) -> dict[str, int]:
+        """The ``"auto"`` options as built, so a saved config never depends on the rule."""
+        net = self.nets[0]
+        return {"patch_len": net.patch_len, "stride": net.stride, "stem_kernel": net.stem_kernel}
 
     def forward(self, x: Tensor) -> Tensor:
         if len(self.nets) == 1:
