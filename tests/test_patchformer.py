@@ -93,6 +93,8 @@ def test_auto_params_scale_with_the_data():
     assert small["train"]["epochs"] > big["train"]["epochs"] == 20  # big: the compute cap
     assert auto_params(1, 1000, 16000, 2)["train"]["epochs"] == 10  # never below 10
     assert small["train"]["lr"] < big["train"]["lr"]
+    # the stem is wider where the data are small enough to afford it; FordA keeps its budget
+    assert (small["model"]["stem_width"], big["model"]["stem_width"]) == (64, 32)
     assert big["model"]["members"] == 1  # budget-bound (and capped: the ensemble did not pay)
     five = auto_params(1, 24, 16, 2, members=5)  # an explicit ensemble keeps each schedule
     assert five["train"]["batch_size"] == 5 * small["train"]["batch_size"] // small["model"][

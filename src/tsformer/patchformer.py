@@ -300,6 +300,10 @@ MIN_CAPPED_EPOCHS = 10  # the cap never cuts a run below this
 #: 3-5 member ensemble averaged 0.836 vs 0.844 for one network (docs/benchmarks.md).
 BUDGET = MAX_COST // 2
 MAX_MEMBERS = 1
+#: Stem width for data small enough to afford it: a 64-channel stem costs 2-2.5x the default
+#: 32 (measured), so it is used only when the run at WIDE_COST_FACTOR times its cost still fits
+#: :data:`MAX_COST`.  FordA and the largest sets keep 32 (and their time budget).
+WIDE_STEM, WIDE_COST_FACTOR = 64, 2.5
 
 
 def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int, *,
@@ -320,6 +324,8 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
       most :data:`MAX_COST` series x points x epochs, but no fewer than 10 epochs (only big
       sets reach the cap: FordA gets 20);
       warm-up is the first 5% of them;
+    * stem width (model): :data:`WIDE_STEM` (64) when the wider run still fits MAX_COST,
+      else 32; the small sets gain most from the wider stem (docs/benchmarks.md);
     * members (``None``: auto): as many ensemble members as fit half the compute of one
       FordA-size run (:data:`BUDGET`), at most :data:`MAX_MEMBERS` (now 1: it did not pay);
       an explicit ``members=M`` gives each member the single model's schedule (batch and
@@ -333,8 +339,9 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     steps = math.ceil(n_fit / batch)
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(TARGET_STEPS / steps))))
     epochs = min(epochs, max(MIN_CAPPED_EPOCHS, MAX_COST // (n_fit * max(n_timepoints, 64))))
+    cost = n_fit * max(n_timepoints, 64) * epochs
+    wide = cost * WIDE_COST_FACTOR <= MAX_COST
     if members is None:
-        cost = n_fit * max(n_timepoints, 64) * epochs
         members = int(min(MAX_MEMBERS, max(1, BUDGET // cost)))
     train = {
         **TRAIN_DEFAULTS, "augment": list(TRAIN_DEFAULTS["augment"]),
@@ -343,7 +350,8 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
         "validation_split": val,
     }
     model = {**MODEL_DEFAULTS, "patch_len": patch_len, "stride": stride,
-             "stem_kernel": resolve_stem_kernel(stride), "members": members}
+             "stem_kernel": resolve_stem_kernel(stride), "members": members,
+             "stem_width": WIDE_STEM if wide else MODEL_DEFAULTS["stem_width"]}
     return {"model": model, "train": train}
 
 
