@@ -38,12 +38,20 @@ def test_forward_shapes_any_length_and_channels(c, t):
     assert out.shape == (2, 5) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("opts", [{"stem": "patch"}, {"pos": "none"}, {"pool": "cls"},
+@pytest.mark.parametrize("opts", [{"stem": "patch"}, {"pos": "learned"}, {"pool": "cls"},
+                                  {"pool": "meanmax"},
                                   {"members": 3}, {"spectral": True},
                                   {"instance_norm": False, "patch_len": 8, "stride": 4}])
 def test_model_options(opts):
     m = PatchFormer(2, 100, 3, **opts).eval()
     assert m(torch.randn(4, 2, 100)).shape == (4, 3)
+
+
+def test_default_has_no_absolute_positions():
+    # absolute positions did not pay (docs/benchmarks.md), so none by default
+    assert PatchFormerNet(1, 100, 2).pos is None
+    assert PatchFormerNet(1, 100, 2, pos="learned").pos.shape[1] == PatchFormerNet(
+        1, 100, 2).n_tokens
 
 
 def test_ensemble_members_train_independently_and_average_probabilities():
@@ -65,7 +73,7 @@ def test_instance_norm_makes_the_model_scale_and_offset_invariant():
 
 @pytest.mark.parametrize("t", [20, 21, 500])
 def test_spectral_tokens_are_shift_invariant_evidence(t):
-    m = PatchFormerNet(2, t, 3, spectral=True).eval()
+    m = PatchFormerNet(2, t, 3, spectral=True, pos="learned").eval()
     base = PatchFormerNet(2, t, 3).n_tokens
     assert m.n_tokens > base and m.pos.shape[1] == m.n_tokens
     x = torch.randn(4, 2, t)

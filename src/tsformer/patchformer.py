@@ -7,7 +7,10 @@ A small pre-norm transformer over patch tokens, built from what works for time s
 * a convolutional stem at full resolution with long kernels (a quarter of the series, up to
   63 points: they act as learned frequency filters, the largest gain measured), then a strided
   convolution that turns overlapping patches into tokens (patching keeps attention cheap);
-* learned positional embeddings, pre-norm blocks with stochastic depth, mean pooling;
+* no positional embedding by default (the tokens carry local order through the stem and
+  the patches; without absolute positions the network is a shift-tolerant bag of patches:
+  equal on the development-set mean, better where shapes move, e.g. Car +5 points),
+  pre-norm blocks with stochastic depth, mean pooling;
 * trained with AdamW, warm-up + one-cycle cosine, label smoothing and light augmentation.
 
 Nothing is set per dataset.  Shape-dependent model options default to ``"auto"`` and are
@@ -133,8 +136,10 @@ class PatchFormerNet(nn.Module):
     """One network.  Input ``(batch, C, T)`` -> logits ``(batch, n_classes)``.
 
     ``stem``: ``"conv"`` (two same-length convolutions before patching) or ``"patch"``
-    (linear patch embedding only).  ``pos``: ``"learned"`` or ``"none"``.
-    ``pool``: ``"mean"`` over tokens or ``"cls"`` (a class token).  ``spectral``: add
+    (linear patch embedding only).  ``pos``: ``"none"`` (default) or ``"learned"``
+    (absolute positional embeddings: equal on average, worse on the sets with shifted shapes).
+    ``pool``: ``"mean"`` over tokens, ``"meanmax"`` (mean and max concatenated) or
+    ``"cls"`` (a class token).  ``spectral``: add
     log-magnitude spectrum patches as tokens (measured not to pay; off by default).
     """
 
@@ -143,7 +148,7 @@ class PatchFormerNet(nn.Module):
         d_model: int = 64, depth: int = 3, n_heads: int = 4, mlp_ratio: float = 2.0,
         patch_len: int | str = "auto", stride: int | str = "auto", stem: str = "conv",
         stem_width: int = 32, stem_kernel: int | str = "auto", dropout: float = 0.1,
-        drop_path: float = 0.1, pos: str = "learned", pool: str = "mean",
+        drop_path: float = 0.1, pos: str = "none", pool: str = "mean",
         instance_norm: bool = True, spectral: bool = False,
     ) -> None:
         super().__init__()
@@ -151,8 +156,8 @@ class PatchFormerNet(nn.Module):
             raise ConfigError(f"stem must be 'conv' or 'patch', not {stem!r}")
         if pos not in ("learned", "none"):
             raise ConfigError(f"pos must be 'learned' or 'none', not {pos!r}")
-        if pool not in ("mean", "cls"):
-            raise ConfigError(f"pool must be 'mean' or 'cls', not {pool!r}")
+        if pool not in ("mean", "meanmax", "cls"):
+            raise ConfigError(f"pool must be 'mean', 'meanmax' or 'cls', not {pool!r}")
         self.patch_len, self.stride = resolve_patching(n_timepoints, patch_len, stride)
         self.n_timepoints = n_timepoints
         self.pad, self.n_tokens = _padding(n_timepoints, self.patch_len, self.stride)
@@ -191,7 +196,7 @@ class PatchFormerNet(nn.Module):
         rates = [drop_path * i / max(1, depth - 1) for i in range(depth)]
         self.blocks = nn.ModuleList(Block(d_model, n_heads, mlp_ratio, dropout, r) for r in rates)
         self.norm = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, n_classes)
+        self.head = nn.Linear(d_model * (2 if pool == "meanmax" else 1), n_classes)
         self._init()
 
     def _init(self) -> None:
@@ -225,7 +230,12 @@ class PatchFormerNet(nn.Module):
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
-        x = x[:, 0] if self.pool == "cls" else x.mean(1)
+        if self.pool == "cls":
+            x = x[:, 0]
+        elif self.pool == "meanmax":
+            x = torch.cat([x.mean(1), x.amax(1)], -1)
+        else:
+            x = x.mean(1)
         return self.head(x)
 
 
@@ -275,7 +285,7 @@ class PatchFormer(nn.Module):
 MODEL_DEFAULTS: dict[str, Any] = {
     "d_model": 64, "depth": 3, "n_heads": 4, "mlp_ratio": 2.0, "patch_len": "auto",
     "stride": "auto", "stem": "conv", "stem_width": 32, "stem_kernel": "auto", "dropout": 0.1,
-    "drop_path": 0.1, "pos": "learned", "pool": "mean", "instance_norm": True, "members": 1,
+    "drop_path": 0.1, "pos": "none", "pool": "mean", "instance_norm": True, "members": 1,
     "spectral": False,
 }
 
