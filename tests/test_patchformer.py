@@ -39,7 +39,7 @@ def test_forward_shapes_any_length_and_channels(c, t):
 
 
 @pytest.mark.parametrize("opts", [{"stem": "patch"}, {"pos": "learned"}, {"pool": "cls"},
-                                  {"pool": "meanmax"},
+                                  {"pool": "mean"},
                                   {"members": 3}, {"spectral": True},
                                   {"instance_norm": False, "patch_len": 8, "stride": 4}])
 def test_model_options(opts):
@@ -47,9 +47,12 @@ def test_model_options(opts):
     assert m(torch.randn(4, 2, 100)).shape == (4, 3)
 
 
-def test_default_has_no_absolute_positions():
+def test_default_has_no_absolute_positions_and_pools_mean_and_max():
     # absolute positions did not pay (docs/benchmarks.md), so none by default
     assert PatchFormerNet(1, 100, 2).pos is None
+    # the head sees the mean and the max over tokens: a shape anywhere moves the max
+    net = PatchFormerNet(1, 100, 2, d_model=32, n_heads=4).eval()
+    assert net.head.in_features == 64
     assert PatchFormerNet(1, 100, 2, pos="learned").pos.shape[1] == PatchFormerNet(
         1, 100, 2).n_tokens
 

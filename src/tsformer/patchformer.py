@@ -10,7 +10,8 @@ A small pre-norm transformer over patch tokens, built from what works for time s
 * no positional embedding by default (the tokens carry local order through the stem and
   the patches; without absolute positions the network is a shift-tolerant bag of patches:
   equal on the development-set mean, better where shapes move, e.g. Car +5 points),
-  pre-norm blocks with stochastic depth, mean pooling;
+  pre-norm blocks with stochastic depth; mean and max pooling over the tokens (the max
+  says whether a shape occurs anywhere: +5 points on FiftyWords, +3 on CricketY);
 * trained with AdamW, warm-up + one-cycle cosine, label smoothing and light augmentation.
 
 Nothing is set per dataset.  Shape-dependent model options default to ``"auto"`` and are
@@ -138,7 +139,7 @@ class PatchFormerNet(nn.Module):
     ``stem``: ``"conv"`` (two same-length convolutions before patching) or ``"patch"``
     (linear patch embedding only).  ``pos``: ``"none"`` (default) or ``"learned"``
     (absolute positional embeddings: equal on average, worse on the sets with shifted shapes).
-    ``pool``: ``"mean"`` over tokens, ``"meanmax"`` (mean and max concatenated) or
+    ``pool``: ``"meanmax"`` (default: mean and max over tokens, concatenated), ``"mean"`` or
     ``"cls"`` (a class token).  ``spectral``: add
     log-magnitude spectrum patches as tokens (measured not to pay; off by default).
     """
@@ -148,7 +149,7 @@ class PatchFormerNet(nn.Module):
         d_model: int = 64, depth: int = 3, n_heads: int = 4, mlp_ratio: float = 2.0,
         patch_len: int | str = "auto", stride: int | str = "auto", stem: str = "conv",
         stem_width: int = 32, stem_kernel: int | str = "auto", dropout: float = 0.1,
-        drop_path: float = 0.1, pos: str = "none", pool: str = "mean",
+        drop_path: float = 0.1, pos: str = "none", pool: str = "meanmax",
         instance_norm: bool = True, spectral: bool = False,
     ) -> None:
         super().__init__()
@@ -285,7 +286,7 @@ class PatchFormer(nn.Module):
 MODEL_DEFAULTS: dict[str, Any] = {
     "d_model": 64, "depth": 3, "n_heads": 4, "mlp_ratio": 2.0, "patch_len": "auto",
     "stride": "auto", "stem": "conv", "stem_width": 32, "stem_kernel": "auto", "dropout": 0.1,
-    "drop_path": 0.1, "pos": "none", "pool": "mean", "instance_norm": True, "members": 1,
+    "drop_path": 0.1, "pos": "none", "pool": "meanmax", "instance_norm": True, "members": 1,
     "spectral": False,
 }
 
