@@ -165,11 +165,11 @@ class PatchFormerNet(nn.Module):
         self.norm_in = InstanceNorm() if instance_norm else nn.Identity()
         self.stem_kernel = resolve_stem_kernel(self.stride, stem_kernel)
         if stem == "conv":
-            stem_kernel = self.stem_kernel
+            k = self.stem_kernel
             self.stem: nn.Module = nn.Sequential(
-                nn.Conv1d(n_channels, stem_width, stem_kernel, padding="same", bias=False),
+                nn.Conv1d(n_channels, stem_width, k, padding="same", bias=False),
                 nn.BatchNorm1d(stem_width), nn.GELU(),
-                nn.Conv1d(stem_width, stem_width, stem_kernel, padding="same", bias=False),
+                nn.Conv1d(stem_width, stem_width, k, padding="same", bias=False),
                 nn.BatchNorm1d(stem_width), nn.GELU(),
             )
             patch_in = stem_width
