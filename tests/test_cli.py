@@ -53,6 +53,18 @@ def test_default_run_is_capped_and_announced(tmp_path, small_tsv, capsys, monkey
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs_run"] == 1
 
 
+def test_capped_note_states_the_full_schedule_stopping_rule(tmp_path, small_tsv, capsys,
+                                                            monkeypatch):
+    # patchformer's full schedule has no early stopping; the note must not claim one
+    import tsformer.cli as cli
+
+    monkeypatch.setattr(cli, "QUICK_EPOCHS", 1)
+    train, test = small_tsv
+    code, _, err = run(capsys, "train", "--train", str(train), "--test", str(test),
+                       "--preset", "patchformer", "--out", str(tmp_path / "r"), "--quiet")
+    assert code == 0 and "epochs, no early stopping) is --full" in err
+
+
 def test_evaluate_and_predict(trained, small_tsv, tmp_path, capsys):
     out, stdout, _ = trained
     _, test = small_tsv

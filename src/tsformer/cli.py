@@ -183,7 +183,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"batch {cfg.batch_size}, {stopping}")
     if capped:
         _info(f"note: training at most {QUICK_EPOCHS} epochs for a quick first run; the full "
-              f"{preset} schedule ({full_epochs} epochs, early stopping) is --full")
+              f"{preset} schedule ({full_epochs} epochs, {stopping}) is --full")
     history = fit(model, Xtr, codes, cfg, log=_info)
     if not is_main():
         return 0  # rank 0 holds the same weights; it alone evaluates and writes the run

@@ -349,8 +349,9 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     batch = int(min(64, max(8, 2 ** math.floor(math.log2(max(1, n_fit / 8))))))
     steps = math.ceil(n_fit / batch)
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(TARGET_STEPS / steps))))
-    epochs = min(epochs, max(MIN_CAPPED_EPOCHS, MAX_COST // (n_fit * max(n_timepoints, 64))))
-    cost = n_fit * max(n_timepoints, 64) * epochs
+    epoch_cost = n_fit * max(n_timepoints, 64)  # series x points, the unit of MAX_COST
+    epochs = min(epochs, max(MIN_CAPPED_EPOCHS, MAX_COST // epoch_cost))
+    cost = epoch_cost * epochs
     wide = cost * WIDE_COST_FACTOR <= MAX_COST
     if members is None:
         members = int(min(MAX_MEMBERS, max(1, BUDGET // cost)))
