@@ -110,6 +110,13 @@ def shared_seed(seed: int | None, device: torch.device) -> int | None:
 
 
 def cleanup() -> None:
-    """Leave the process group (end of a torchrun run); harmless when not distributed."""
+    """Leave the process group (end of a torchrun run); harmless when not distributed.
+
+    Ranks other than 0 finish as soon as training ends, while rank 0 still evaluates and
+    writes; tearing the group down under a peer that is still connected can abort the early
+    rank in gloo ("terminate called without an active exception", seen once in CI), so all
+    ranks meet at a barrier first and leave together."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
