@@ -96,12 +96,14 @@ def test_schedules_and_augmentations_run():
     y = np.arange(32) % 3
     model = create_model("seed", n_channels=2, n_timepoints=30, n_classes=3, head_size=8)
     cfg = TrainConfig(optimizer="adamw", lr=1e-3, schedule="onecycle", warmup_epochs=1,
-                      label_smoothing=0.1, augment=["jitter", "scale", "shift", "flip"], epochs=3,
-                      grad_clip=1.0, verbose=0)
+                      label_smoothing=0.1, augment=["jitter", "scale", "shift", "flip", "warp"],
+                      epochs=3, grad_clip=1.0, mixup=0.2, verbose=0)
     h = fit(model, X, y, cfg)
     assert h.rows[0]["lr"] > h.rows[-1]["lr"]  # decayed after the warm-up
     with pytest.raises(ConfigError, match="unknown augmentation"):
-        fit(model, X, y, TrainConfig(augment=["warp"], epochs=1, verbose=0))
+        fit(model, X, y, TrainConfig(augment=["cutout"], epochs=1, verbose=0))
+    with pytest.raises(ConfigError, match="mixup"):
+        fit(model, X, y, TrainConfig(mixup=-1.0, epochs=1, verbose=0))
 
 
 def test_flip_changes_the_sign_of_about_half_the_series():
@@ -112,6 +114,37 @@ def test_flip_changes_the_sign_of_about_half_the_series():
     signs = out[:, 0, 0]
     assert set(signs.tolist()) == {-1.0, 1.0} and 400 < (signs < 0).sum() < 600
     assert torch.equal(out.abs(), x) and torch.equal(out[:, 1], out[:, 0])  # one sign a series
+
+
+def test_warp_stretches_one_window_and_keeps_the_ends():
+    from tsformer.train import AUGMENTATIONS
+
+    t = 200
+    ramp = torch.arange(t, dtype=torch.float32).expand(64, 2, t)  # value = time index
+    out = AUGMENTATIONS["warp"](ramp, torch.Generator().manual_seed(0))
+    assert out.shape == ramp.shape and torch.equal(out[:, 0], out[:, 1])  # one warp a series
+    torch.testing.assert_close(out[..., 0], ramp[..., 0])
+    torch.testing.assert_close(out[..., -1], ramp[..., -1])
+    speed = out[:, 0].diff(dim=-1)  # the warp's local speed: monotone, two regimes
+    assert (speed > 0).all()
+    ratio = speed.amax(-1) / speed.amin(-1)
+    # A 2x stretch or squeeze of a tenth of the series: inside it, half or twice the speed.
+    torch.testing.assert_close(ratio.median(), torch.tensor(2.0), rtol=0.02, atol=0)
+    stretched = (speed.amin(-1) < 0.7).float().mean()  # the window at half speed
+    assert 0.25 < stretched < 0.75  # stretched or squeezed with equal chance
+
+
+def test_mixup_blends_losses_with_the_inputs_weight():
+    from tsformer.train import _loss
+
+    logits = torch.randn(6, 3)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    pair = torch.tensor([1, 0, 3, 2, 5, 4])
+    cfg = TrainConfig(label_smoothing=0.1)
+    plain = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+    other = torch.nn.functional.cross_entropy(logits, y[pair], label_smoothing=0.1)
+    torch.testing.assert_close(_loss(logits, y, cfg), plain)
+    torch.testing.assert_close(_loss(logits, y, cfg, 0.3, pair), 0.3 * plain + 0.7 * other)
 
 
 def test_ema_returns_the_weight_average_and_validates_it():

@@ -48,6 +48,7 @@ class TrainConfig:
     grad_clip: float | None = None
     augment: list[str] = field(default_factory=list)  # names in AUGMENTATIONS
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0: off
+    mixup: float = 0.0  # Beta(a, a) of mixup: pairs of series and their labels blended; 0: off
     seed: int | None = 0
     device: str = "auto"
     amp: str = "auto"  # bf16 autocast on CUDA when "auto"; "off" disables
@@ -125,6 +126,24 @@ def _shift(x: Tensor, g: torch.Generator) -> Tensor:
     return torch.gather(x, -1, idx[:, None, :].expand_as(x))
 
 
+def _warp(x: Tensor, g: torch.Generator) -> Tensor:
+    """Window warping: a random window of a tenth of the series is stretched or squeezed by
+    2x, then the series is resampled to its length (shapes that vary in local speed)."""
+    b, _, t = x.shape
+    w = max(2.0, 0.1 * t)
+    start = torch.rand(b, 1, generator=g, device=x.device) * (t - 1 - w)
+    f = torch.where(torch.rand(b, 1, generator=g, device=x.device) < 0.5, 0.5, 2.0)
+    total = (t - 1) + (f - 1) * w  # warped length, per series
+    u = torch.linspace(0, 1, t, device=x.device)[None, :] * total  # output grid
+    s = torch.where(u < start, u, torch.where(u < start + f * w, start + (u - start) / f,
+                                              u - (f - 1) * w))
+    s = s.clamp(0, t - 1)
+    lo = s.floor().long().clamp(max=t - 2)
+    frac = (s - lo).to(x.dtype)[:, None, :]
+    lo = lo[:, None, :].expand(-1, x.shape[1], -1)
+    return torch.gather(x, -1, lo) * (1 - frac) + torch.gather(x, -1, lo + 1) * frac
+
+
 def _flip(x: Tensor, g: torch.Generator) -> Tensor:
     """Sign flip of half the series (for signals whose polarity carries no class)."""
     s = torch.randint(0, 2, (x.shape[0], 1, 1), generator=g, device=x.device) * 2 - 1
@@ -133,7 +152,7 @@ def _flip(x: Tensor, g: torch.Generator) -> Tensor:
 
 #: Training-time augmentations, by name, applied to a batch ``(B, C, T)`` in the given order.
 AUGMENTATIONS: dict[str, Callable[[Tensor, torch.Generator], Tensor]] = {
-    "jitter": _jitter, "scale": _scale, "shift": _shift, "flip": _flip,
+    "jitter": _jitter, "scale": _scale, "shift": _shift, "flip": _flip, "warp": _warp,
 }
 
 
@@ -209,6 +228,18 @@ def _evaluate_tensors(model: nn.Module, X: Tensor, y: Tensor, batch_size: int, a
     loss = F.cross_entropy(logits, yc).item()
     acc = (logits.argmax(1) == yc).float().mean().item()
     return loss, acc
+
+
+def _loss(logits: Tensor, y: Tensor, cfg: TrainConfig, lam: float = 1.0,
+          pair: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Cross-entropy with the config's label smoothing; under mixup the blend of the two
+    labels' losses with the inputs' weights."""
+    out = F.cross_entropy(logits.float(), y, reduction=reduction,
+                          label_smoothing=cfg.label_smoothing)
+    if pair is None:
+        return out
+    return lam * out + (1 - lam) * F.cross_entropy(
+        logits.float(), y[pair], reduction=reduction, label_smoothing=cfg.label_smoothing)
 
 
 def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -331,6 +362,8 @@ def fit(
             raise ConfigError(f"unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}")
         augs.append(AUGMENTATIONS[name])
     step_fn = torch.compile(train_model) if cfg.compile else train_model
+    if cfg.mixup < 0:
+        raise ConfigError(f"mixup must be >= 0 (0: off), not {cfg.mixup}")
     if not 0.0 <= cfg.ema < 1.0:
         raise ConfigError(f"ema must be in [0, 1), not {cfg.ema}")
     # The weight average is what gets validated, kept as best and returned.  BatchNorm's
@@ -365,17 +398,21 @@ def fit(
                 xb, yb = Xt[idx], yt[idx]
                 for aug in augs:
                     xb = aug(xb, aug_gen)
+                lam, pair = 1.0, None
+                if cfg.mixup:
+                    lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                    pair = torch.randperm(len(idx), generator=gen).to(device)
+                    xb = lam * xb + (1 - lam) * xb[pair]
                 with _autocast(device, cfg.amp):
                     logits = step_fn(xb)
+
                 if distributed:
                     # Sum / global batch, times W as DDP averages gradients over W ranks: the
                     # reduced gradient equals the single-process mean-loss gradient.
-                    loss_sum = weight * F.cross_entropy(
-                        logits.float(), yb, label_smoothing=cfg.label_smoothing, reduction="sum")
+                    loss_sum = weight * _loss(logits, yb, cfg, lam, pair, "sum")
                     loss, batch_loss = loss_sum * (world / n_global), loss_sum.detach()
                 else:
-                    loss = F.cross_entropy(logits.float(), yb,
-                                           label_smoothing=cfg.label_smoothing)
+                    loss = _loss(logits, yb, cfg, lam, pair, "mean")
                     batch_loss = loss.detach() * len(idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
