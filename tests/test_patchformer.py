@@ -13,6 +13,7 @@ import torch
 from tsformer.models import PRESETS, create_model
 from tsformer.patchformer import (
     TARGET_TOKENS,
+    TRAIN_DEFAULTS,
     PatchFormer,
     PatchFormerNet,
     auto_params,
@@ -100,6 +101,10 @@ def test_auto_params_scale_with_the_data():
     assert net.stem[0].kernel_size == (63,) and net.stem[3].kernel_size == (63,)
     # tiny sets: all data trains, small batches, more epochs; big sets: a validation split
     assert small["train"]["validation_split"] == 0 and big["train"]["validation_split"] > 0
+    # window warping for small sets only (it cost FordA 2.5 points); the rest is shared
+    assert small["train"]["augment"] == ["scale", "shift", "jitter", "warp"]
+    assert big["train"]["augment"] == ["scale", "shift", "jitter"]
+    assert "warp" not in TRAIN_DEFAULTS["augment"]  # the rule adds it; the defaults stay put
     assert 8 <= small["train"]["batch_size"] < big["train"]["batch_size"] <= 64
     assert small["train"]["epochs"] > big["train"]["epochs"] == 20  # big: the compute cap
     assert auto_params(1, 1000, 16000, 2)["train"]["epochs"] == 10  # never below 10

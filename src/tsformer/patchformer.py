@@ -12,7 +12,9 @@ A small pre-norm transformer over patch tokens, built from what works for time s
   equal on the development-set mean, better where shapes move, e.g. Car +5 points),
   pre-norm blocks with stochastic depth; mean and max pooling over the tokens (the max
   says whether a shape occurs anywhere: +5 points on FiftyWords, +3 on CricketY);
-* trained with AdamW, warm-up + one-cycle cosine, label smoothing and light augmentation.
+* trained with AdamW, warm-up + one-cycle cosine, label smoothing and light augmentation,
+  plus window warping on small training sets (a tenth of each series stretched or squeezed
+  2x: large gains on shape and motion data, a loss on FordA's engine noise).
 
 Nothing is set per dataset.  Shape-dependent model options default to ``"auto"`` and are
 resolved here from the series length; training options (epochs, batch size, learning rate,
@@ -311,6 +313,10 @@ MIN_CAPPED_EPOCHS = 10  # the cap never cuts a run below this
 #: 3-5 member ensemble averaged 0.836 vs 0.844 for one network (docs/benchmarks.md).
 BUDGET = MAX_COST // 2
 MAX_MEMBERS = 1
+#: Training sets below this many series get no validation split (every series trains) and
+#: window warping.  Warping gained 6-8 points on FreezerSmallTrain and Car and 2-3 on
+#: FiftyWords and CricketY, but cost FordA (3,601 series) 2.5 points (docs/benchmarks.md).
+SMALL_DATA = 500
 #: Stem width for data small enough to afford it: a 64-channel stem costs 2-2.5x the default
 #: 32 (measured), so it is used only when the run at WIDE_COST_FACTOR times its cost still fits
 #: :data:`MAX_COST`.  FordA and the largest sets keep 32 (and their time budget).
@@ -326,9 +332,11 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     * patching (model): ~64 half-overlapping patches whatever the length, so cost and
       attention span stay flat from 20 to 2,000 points;
     * stem kernel (model): ``16 * stride - 1`` in [7, 63] (:func:`resolve_stem_kernel`);
-    * validation split: 10% of the training data once there are >= 500 series (enough to
-      pick the best epoch on); below that every series is worth more as training data, the
-      full schedule runs and the last-best training-loss weights are kept;
+    * validation split: 10% of the training data once there are >= :data:`SMALL_DATA`
+      series (enough to pick the best epoch on); below that every series is worth more as
+      training data, the full schedule runs and the last-best training-loss weights are kept;
+    * augmentation: window warping (``"warp"``) joins the defaults below :data:`SMALL_DATA`
+      series, where the model must learn invariance to local speed from few examples;
     * batch: about n/8, a power of two in [8, 64], so tiny sets still get several steps an
       epoch; the learning rate follows the square root of the batch;
     * epochs: about :data:`TARGET_STEPS` optimiser steps, within [30, 400] epochs, and at
@@ -344,7 +352,8 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     """
     del n_channels, n_classes  # same rules for any channel or class count (kept for the API)
     patch_len, stride = resolve_patching(n_timepoints)
-    val = 0.1 if n_train >= 500 else 0.0
+    small = n_train < SMALL_DATA
+    val = 0.0 if small else 0.1
     n_fit = max(1, n_train - math.ceil(n_train * val))
     batch = int(min(64, max(8, 2 ** math.floor(math.log2(max(1, n_fit / 8))))))
     steps = math.ceil(n_fit / batch)
@@ -356,7 +365,7 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     if members is None:
         members = int(min(MAX_MEMBERS, max(1, BUDGET // cost)))
     train = {
-        **TRAIN_DEFAULTS, "augment": list(TRAIN_DEFAULTS["augment"]),
+        **TRAIN_DEFAULTS, "augment": list(TRAIN_DEFAULTS["augment"]) + ["warp"] * small,
         "lr": 1e-3 * math.sqrt(batch / 64), "batch_size": batch * members,
         "epochs": epochs * members, "warmup_epochs": max(1.0, 0.05 * epochs * members),
         "validation_split": val,
