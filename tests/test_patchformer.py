@@ -104,6 +104,7 @@ def test_auto_params_scale_with_the_data():
     # window warping for small sets only (it cost FordA 2.5 points); the rest is shared
     assert small["train"]["augment"] == ["scale", "shift", "jitter", "warp"]
     assert big["train"]["augment"] == ["scale", "shift", "jitter"]
+    assert (small["train"]["mixup"], big["train"]["mixup"]) == (0.2, 0.0)  # mixup likewise
     assert "warp" not in TRAIN_DEFAULTS["augment"]  # the rule adds it; the defaults stay put
     assert 8 <= small["train"]["batch_size"] < big["train"]["batch_size"] <= 64
     assert small["train"]["epochs"] > big["train"]["epochs"] == 20  # big: the compute cap

@@ -13,8 +13,8 @@ A small pre-norm transformer over patch tokens, built from what works for time s
   pre-norm blocks with stochastic depth; mean and max pooling over the tokens (the max
   says whether a shape occurs anywhere: +5 points on FiftyWords, +3 on CricketY);
 * trained with AdamW, warm-up + one-cycle cosine, label smoothing and light augmentation,
-  plus window warping on small training sets (a tenth of each series stretched or squeezed
-  2x: large gains on shape and motion data, a loss on FordA's engine noise).
+  plus window warping (a tenth of each series stretched or squeezed 2x: large gains on shape
+  and motion data, a loss on FordA's engine noise) and mixup on small training sets.
 
 Nothing is set per dataset.  Shape-dependent model options default to ``"auto"`` and are
 resolved here from the series length; training options (epochs, batch size, learning rate,
@@ -317,6 +317,9 @@ MAX_MEMBERS = 1
 #: window warping.  Warping gained 6-8 points on FreezerSmallTrain and Car and 2-3 on
 #: FiftyWords and CricketY, but cost FordA (3,601 series) 2.5 points (docs/benchmarks.md).
 SMALL_DATA = 500
+#: Mixup's Beta(a, a) below SMALL_DATA series: on top of warping, +2.5 points on the four
+#: smallest sets with the largest gaps (docs/benchmarks.md).
+SMALL_DATA_MIXUP = 0.2
 #: Stem width for data small enough to afford it: a 64-channel stem costs 2-2.5x the default
 #: 32 (measured), so it is used only when the run at WIDE_COST_FACTOR times its cost still fits
 #: :data:`MAX_COST`.  FordA and the largest sets keep 32 (and their time budget).
@@ -335,8 +338,9 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     * validation split: 10% of the training data once there are >= :data:`SMALL_DATA`
       series (enough to pick the best epoch on); below that every series is worth more as
       training data, the full schedule runs and the last-best training-loss weights are kept;
-    * augmentation: window warping (``"warp"``) joins the defaults below :data:`SMALL_DATA`
-      series, where the model must learn invariance to local speed from few examples;
+    * augmentation: below :data:`SMALL_DATA` series, window warping (``"warp"``) joins the
+      defaults and mixup (:data:`SMALL_DATA_MIXUP`) blends pairs of series, where the model
+      must learn invariance to local speed, and smooth boundaries, from few examples;
     * batch: about n/8, a power of two in [8, 64], so tiny sets still get several steps an
       epoch; the learning rate follows the square root of the batch;
     * epochs: about :data:`TARGET_STEPS` optimiser steps, within [30, 400] epochs, and at
@@ -368,7 +372,7 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
         **TRAIN_DEFAULTS, "augment": list(TRAIN_DEFAULTS["augment"]) + ["warp"] * small,
         "lr": 1e-3 * math.sqrt(batch / 64), "batch_size": batch * members,
         "epochs": epochs * members, "warmup_epochs": max(1.0, 0.05 * epochs * members),
-        "validation_split": val,
+        "validation_split": val, "mixup": SMALL_DATA_MIXUP if small else 0.0,
     }
     model = {**MODEL_DEFAULTS, "patch_len": patch_len, "stride": stride,
              "stem_kernel": resolve_stem_kernel(stride), "members": members,
