@@ -132,6 +132,10 @@ def test_warp_stretches_one_window_and_keeps_the_ends():
     torch.testing.assert_close(ratio.median(), torch.tensor(2.0), rtol=0.02, atol=0)
     stretched = (speed.amin(-1) < 0.7).float().mean()  # the window at half speed
     assert 0.25 < stretched < 0.75  # stretched or squeezed with equal chance
+    for n in (1, 3, 4, 5):  # short series pass through or keep their ends, never fail
+        short = torch.arange(n, dtype=torch.float32).expand(8, 1, n)
+        warped = AUGMENTATIONS["warp"](short, torch.Generator().manual_seed(0))
+        assert warped.shape == short.shape and torch.equal(warped[..., -1], short[..., -1])
 
 
 def test_mixup_blends_losses_with_the_inputs_weight():

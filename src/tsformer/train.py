@@ -130,6 +130,8 @@ def _warp(x: Tensor, g: torch.Generator) -> Tensor:
     """Window warping: a random window of a tenth of the series is stretched or squeezed by
     2x, then the series is resampled to its length (shapes that vary in local speed)."""
     b, _, t = x.shape
+    if t < 4:  # no window to warp in a series this short
+        return x
     w = max(2.0, 0.1 * t)
     start = torch.rand(b, 1, generator=g, device=x.device) * (t - 1 - w)
     f = torch.where(torch.rand(b, 1, generator=g, device=x.device) < 0.5, 0.5, 2.0)
@@ -405,7 +407,6 @@ def fit(
                     xb = lam * xb + (1 - lam) * xb[pair]
                 with _autocast(device, cfg.amp):
                     logits = step_fn(xb)
-
                 if distributed:
                     # Sum / global batch, times W as DDP averages gradients over W ranks: the
                     # reduced gradient equals the single-process mean-loss gradient.
