@@ -24,6 +24,12 @@ def test_seed_defaults_are_the_keras_ones():
     assert (cfg.validation_split, cfg.patience, cfg.restore_best) == (0.2, 10, True)
     with pytest.raises(ConfigError, match="unknown training option"):
         TrainConfig.from_dict({"learning_rate": 1})
+    with pytest.raises(ConfigError, match="mixup must be a number, not 'abc'"):
+        TrainConfig.from_dict({"mixup": "abc"})
+    with pytest.raises(ConfigError, match="epochs must be a number"):
+        TrainConfig(epochs=True)
+    assert TrainConfig(patience=None, grad_clip=None, seed=None, lr=1).lr == 1  # None allowed
+    assert TrainConfig(epochs=np.int64(3), lr=np.float32(0.1)).epochs == 3  # numpy numbers too
 
 
 def _tiny(n_t=30, **kw):
