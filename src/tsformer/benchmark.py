@@ -121,10 +121,12 @@ def train_and_test(
     history = fit(model, X_train, y_train, cfg,
                   on_epoch_end=(lambda e, row: on_epoch(e, cfg.epochs)) if on_epoch else None)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    pred = predict_logits(model, X_test).argmax(1).numpy()
+    proba = predict_logits(model, X_test).softmax(1).numpy()
+    pred = proba.argmax(1)
     return {"accuracy": float((pred == y_test).mean()), "train_seconds": wall,
             "train_cpu_seconds": cpu, "epochs_run": len(history.rows),
-            "best_epoch": history.best_epoch, "params": params}
+            "best_epoch": history.best_epoch, "params": params,
+            "test_proba": proba.round(5).tolist()}
 
 
 def _minirocket(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
