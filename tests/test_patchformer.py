@@ -41,11 +41,27 @@ def test_forward_shapes_any_length_and_channels(c, t):
 
 @pytest.mark.parametrize("opts", [{"stem": "patch"}, {"pos": "learned"}, {"pool": "cls"},
                                   {"pool": "mean"},
-                                  {"members": 3}, {"spectral": True},
+                                  {"members": 3}, {"spectral": True}, {"diff": True},
+                                  {"diff": True, "spectral": True, "stem": "patch"},
                                   {"instance_norm": False, "patch_len": 8, "stride": 4}])
 def test_model_options(opts):
     m = PatchFormer(2, 100, 3, **opts).eval()
     assert m(torch.randn(4, 2, 100)).shape == (4, 3)
+
+
+def test_diff_channels_feed_the_slope_of_each_channel():
+    net = PatchFormerNet(2, 100, 3, diff=True, stem_width=8, d_model=16).eval()
+    assert net.stem[0].in_channels == 4  # two channels and their first differences
+    # Two series equal up to an offset and scale differ nowhere after normalisation, slope
+    # included; a series and its time reverse differ in slope sign, so the outputs differ.
+    x = torch.randn(1, 2, 100).cumsum(-1)
+    torch.testing.assert_close(net(x), net(3 * x + 5), rtol=1e-4, atol=1e-4)
+    seen = []
+    net.stem[0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    net(x)
+    d = torch.diff(x, dim=-1, prepend=x[..., :1])  # the first point has no slope: 0
+    d = (d - d.mean(-1, keepdim=True)) / d.std(-1, keepdim=True, unbiased=False)
+    torch.testing.assert_close(seen[0][:, 2:], d, rtol=1e-3, atol=1e-3)
 
 
 def test_default_has_no_absolute_positions_and_pools_mean_and_max():
@@ -61,12 +77,42 @@ def test_default_has_no_absolute_positions_and_pools_mean_and_max():
 def test_ensemble_members_train_independently_and_average_probabilities():
     m = PatchFormer(1, 50, 3, members=3)
     x, y = torch.randn(9, 1, 50), torch.randint(0, 3, (9,))
-    torch.nn.functional.cross_entropy(m(x), y).backward()
-    assert all(net.head.weight.grad.abs().sum() > 0 for net in m.nets)  # each got samples
+    out = m(x)
+    assert out.shape == (3, 9, 3)  # in training, each member's logits on the whole batch
+    torch.nn.functional.cross_entropy(out.reshape(-1, 3), y.repeat(3)).backward()
+    assert all(net.head.weight.grad.abs().sum() > 0 for net in m.nets)
     m.eval()
     with torch.no_grad():
         probs = torch.stack([net(x).softmax(-1) for net in m.nets]).mean(0)
         torch.testing.assert_close(m(x).softmax(-1), probs)
+
+
+def test_each_member_trains_exactly_as_it_would_alone():
+    # No dropout, so the only randomness is the batches, augmentation and mixup pairs, which
+    # the ensemble and a lone network draw alike: each member must end where it would alone
+    # (its own loss, its own gradient clipping, AdamW per parameter).
+    from tsformer.train import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 1, 32)).astype(np.float32)
+    y = np.arange(24) % 3
+    opts = {"d_model": 16, "n_heads": 2, "depth": 1, "stem_width": 4, "dropout": 0.0,
+            "drop_path": 0.0}
+    cfg = TrainConfig(optimizer="adamw", lr=3e-3, batch_size=8, epochs=3, grad_clip=0.05,
+                      augment=["scale", "warp"], mixup=0.2, label_smoothing=0.1,
+                      restore_best=False, patience=None, verbose=0, seed=1)
+    ens = PatchFormer(1, 32, 3, members=2, **opts)
+    alone = []
+    for net in ens.nets:
+        single = PatchFormer(1, 32, 3, members=1, **opts)
+        single.nets[0].load_state_dict(net.state_dict())
+        alone.append(single)
+    fit(ens, X, y, cfg)
+    for net, single in zip(ens.nets, alone, strict=True):
+        fit(single, X, y, cfg)
+        for (name, a), b in zip(net.state_dict().items(), single.nets[0].state_dict().values(),
+                                strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_instance_norm_makes_the_model_scale_and_offset_invariant():
@@ -113,9 +159,9 @@ def test_auto_params_scale_with_the_data():
     # the stem is wider where the data are small enough to afford it; FordA keeps its budget
     assert (small["model"]["stem_width"], big["model"]["stem_width"]) == (64, 32)
     assert big["model"]["members"] == 1  # budget-bound (and capped: the ensemble did not pay)
-    five = auto_params(1, 24, 16, 2, members=5)  # an explicit ensemble keeps each schedule
-    assert five["train"]["batch_size"] == 5 * small["train"]["batch_size"] // small["model"][
-        "members"]
+    five = auto_params(1, 24, 16, 2, members=5)  # every member gets the single schedule
+    one = auto_params(1, 24, 16, 2, members=1)
+    assert five["model"]["members"] == 5 and five["train"] == one["train"]
     for p in (small, big, long):  # every option is accepted by the model and the trainer
         from tsformer.train import TrainConfig
 

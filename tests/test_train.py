@@ -144,6 +144,23 @@ def test_warp_stretches_one_window_and_keeps_the_ends():
         assert warped.shape == short.shape and torch.equal(warped[..., -1], short[..., -1])
 
 
+def test_crop_resamples_a_window_of_80_to_100_percent():
+    from tsformer.train import AUGMENTATIONS
+
+    t = 200
+    ramp = torch.arange(t, dtype=torch.float32).expand(256, 2, t)  # value = time index
+    out = AUGMENTATIONS["crop"](ramp, torch.Generator().manual_seed(0))
+    assert out.shape == ramp.shape and torch.equal(out[:, 0], out[:, 1])  # one crop a series
+    span = (out[:, 0, -1] - out[:, 0, 0]) / (t - 1)  # share of the series the window covers
+    assert span.min() >= 0.8 - 1e-5 and span.max() <= 1 + 1e-5 and span.std() > 0.04
+    assert out.min() >= 0 and out.max() <= t - 1  # inside the series, no extrapolation
+    speed = out[:, 0].diff(dim=-1)  # one even stretch: constant speed within a series
+    torch.testing.assert_close(speed.amax(-1), speed.amin(-1), rtol=1e-3, atol=1e-3)
+    for n in (1, 3, 4):
+        short = torch.arange(n, dtype=torch.float32).expand(8, 1, n)
+        assert AUGMENTATIONS["crop"](short, torch.Generator().manual_seed(0)).shape == short.shape
+
+
 def test_mixup_blends_losses_with_the_inputs_weight():
     from tsformer.train import _loss
 

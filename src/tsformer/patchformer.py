@@ -152,7 +152,7 @@ class PatchFormerNet(nn.Module):
         patch_len: int | str = "auto", stride: int | str = "auto", stem: str = "conv",
         stem_width: int = 32, stem_kernel: int | str = "auto", dropout: float = 0.1,
         drop_path: float = 0.1, pos: str = "none", pool: str = "meanmax",
-        instance_norm: bool = True, spectral: bool = False,
+        instance_norm: bool = True, spectral: bool = False, diff: bool = False,
     ) -> None:
         super().__init__()
         if stem not in ("conv", "patch"):
@@ -166,6 +166,11 @@ class PatchFormerNet(nn.Module):
         self.pad, self.n_tokens = _padding(n_timepoints, self.patch_len, self.stride)
         self.norm_in = InstanceNorm() if instance_norm else nn.Identity()
         self.stem_kernel = resolve_stem_kernel(self.stride, stem_kernel)
+        # The first difference as extra channels: slopes and turning points of a shape,
+        # which a ridge on MultiRocket's difference features also finds worth having.
+        self.diff = diff
+        self.diff_norm = InstanceNorm() if diff else None
+        n_channels = n_channels * (2 if diff else 1)
         if stem == "conv":
             k = self.stem_kernel
             self.stem: nn.Module = nn.Sequential(
@@ -213,6 +218,9 @@ class PatchFormerNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.norm_in(x)
+        if self.diff_norm is not None:
+            d = torch.diff(x, dim=-1, prepend=x[..., :1])
+            x = torch.cat([x, self.diff_norm(d)], 1)
         spec = None
         if self.spectral:
             spec = self.spec_norm(torch.log1p(torch.fft.rfft(x.float(), dim=-1).abs()))
@@ -245,11 +253,14 @@ class PatchFormerNet(nn.Module):
 class PatchFormer(nn.Module):
     """The ``patchformer`` architecture: ``members`` independent :class:`PatchFormerNet`.
 
-    An ensemble inside one module, so any training loop trains it and it saves as one model.
-    In training each series of a batch goes to one member (a fresh random split per batch),
-    so members never share a gradient and each sees its own sample of the data: a bagged
-    ensemble at the cost of one model per member.  At inference the members' class
-    probabilities are averaged; the output is their log, a valid logit vector.
+    A deep ensemble inside one module, so any training loop trains it and it saves as one
+    model.  In training every member sees the whole batch and returns its own logits,
+    stacked ``(members, batch, classes)``; the trainer gives each member its own loss and
+    clips each member's gradient alone (:meth:`clip_groups`), so every member trains exactly
+    as one network would, from its own initialisation and dropout, at ``members`` times the
+    cost.  (An earlier design split each batch between the members: their BatchNorm then saw
+    a few series a step, and it lost 13-15 points on two sets.)  At inference the members'
+    class probabilities are averaged; the output is their log, a valid logit vector.
     Other keyword options go to every member (see :class:`PatchFormerNet`).
     """
 
@@ -267,19 +278,17 @@ class PatchFormer(nn.Module):
         net = self.nets[0]
         return {"patch_len": net.patch_len, "stride": net.stride, "stem_kernel": net.stem_kernel}
 
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """Parameter groups whose gradient norms are clipped apart: one per member."""
+        return [list(net.parameters()) for net in self.nets]
+
     def forward(self, x: Tensor) -> Tensor:
         if len(self.nets) == 1:
             return self.nets[0](x)
-        if not self.training:
-            probs = torch.stack([net(x).softmax(-1) for net in self.nets]).mean(0)
-            return probs.clamp_min(1e-12).log()
-        perm = torch.randperm(x.shape[0], device=x.device)
-        parts = [(idx, net(x[idx])) for idx, net in zip(perm.tensor_split(len(self.nets)),
-                                                         self.nets, strict=True) if len(idx)]
-        out = x.new_empty(x.shape[0], parts[0][1].shape[-1])
-        for idx, logits in parts:
-            out[idx] = logits.to(out.dtype)
-        return out
+        if self.training:
+            return torch.stack([net(x) for net in self.nets])
+        probs = torch.stack([net(x).softmax(-1) for net in self.nets]).mean(0)
+        return probs.clamp_min(1e-12).log()
 
 
 # --------------------------------------------------------------------------- defaults
@@ -289,7 +298,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "d_model": 64, "depth": 3, "n_heads": 4, "mlp_ratio": 2.0, "patch_len": "auto",
     "stride": "auto", "stem": "conv", "stem_width": 32, "stem_kernel": "auto", "dropout": 0.1,
     "drop_path": 0.1, "pos": "none", "pool": "meanmax", "instance_norm": True, "members": 1,
-    "spectral": False,
+    "spectral": False, "diff": False,
 }
 
 #: Training options that do not depend on the data (the rest come from :func:`auto_params`).
@@ -371,8 +380,8 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
         members = int(min(MAX_MEMBERS, max(1, BUDGET // cost)))
     train = {
         **TRAIN_DEFAULTS, "augment": list(TRAIN_DEFAULTS["augment"]) + ["warp"] * small,
-        "lr": 1e-3 * math.sqrt(batch / 64), "batch_size": batch * members,
-        "epochs": epochs * members, "warmup_epochs": max(1.0, 0.05 * epochs * members),
+        "lr": 1e-3 * math.sqrt(batch / 64), "batch_size": batch,
+        "epochs": epochs, "warmup_epochs": max(1.0, 0.05 * epochs),
         "validation_split": val, "mixup": SMALL_DATA_MIXUP if small else 0.0,
     }
     model = {**MODEL_DEFAULTS, "patch_len": patch_len, "stride": stride,

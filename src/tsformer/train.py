@@ -159,6 +159,22 @@ def _warp(x: Tensor, g: torch.Generator) -> Tensor:
     return torch.gather(x, -1, lo) * (1 - frac) + torch.gather(x, -1, lo + 1) * frac
 
 
+def _crop(x: Tensor, g: torch.Generator) -> Tensor:
+    """Random resized crop (window slicing): a random window of 80-100% of the series is
+    resampled to the full length, so the same shape is seen at slightly other scales and
+    without either end (Le Guennec et al. 2016, the vision crop carried to series)."""
+    b, _, t = x.shape
+    if t < 4:
+        return x
+    frac = 0.8 + 0.2 * torch.rand(b, 1, generator=g, device=x.device)
+    start = torch.rand(b, 1, generator=g, device=x.device) * (1 - frac) * (t - 1)
+    s = start + torch.linspace(0, 1, t, device=x.device)[None, :] * frac * (t - 1)
+    lo = s.floor().long().clamp(0, t - 2)
+    w = (s - lo).clamp(0, 1).to(x.dtype)[:, None, :]
+    lo = lo[:, None, :].expand(-1, x.shape[1], -1)
+    return torch.gather(x, -1, lo) * (1 - w) + torch.gather(x, -1, lo + 1) * w
+
+
 def _flip(x: Tensor, g: torch.Generator) -> Tensor:
     """Sign flip of half the series (for signals whose polarity carries no class)."""
     s = torch.randint(0, 2, (x.shape[0], 1, 1), generator=g, device=x.device) * 2 - 1
@@ -168,6 +184,7 @@ def _flip(x: Tensor, g: torch.Generator) -> Tensor:
 #: Training-time augmentations, by name, applied to a batch ``(B, C, T)`` in the given order.
 AUGMENTATIONS: dict[str, Callable[[Tensor, torch.Generator], Tensor]] = {
     "jitter": _jitter, "scale": _scale, "shift": _shift, "flip": _flip, "warp": _warp,
+    "crop": _crop,
 }
 
 
@@ -248,13 +265,30 @@ def _evaluate_tensors(model: nn.Module, X: Tensor, y: Tensor, batch_size: int, a
 def _loss(logits: Tensor, y: Tensor, cfg: TrainConfig, lam: float = 1.0,
           pair: Tensor | None = None, reduction: str = "mean") -> Tensor:
     """Cross-entropy with the config's label smoothing; under mixup the blend of the two
-    labels' losses with the inputs' weights."""
-    out = F.cross_entropy(logits.float(), y, reduction=reduction,
-                          label_smoothing=cfg.label_smoothing)
-    if pair is None:
-        return out
-    return lam * out + (1 - lam) * F.cross_entropy(
-        logits.float(), y[pair], reduction=reduction, label_smoothing=cfg.label_smoothing)
+    labels' losses with the inputs' weights.  Logits ``(members, batch, classes)`` from an
+    ensemble in training give the mean of the members' losses."""
+    members = logits.shape[0] if logits.dim() == 3 else 1
+    flat = logits.float().reshape(-1, logits.shape[-1])
+
+    def ce(target: Tensor) -> Tensor:
+        out = F.cross_entropy(flat, target.repeat(members), reduction=reduction,
+                              label_smoothing=cfg.label_smoothing)
+        return out / members if reduction == "sum" else out
+
+    return ce(y) if pair is None else lam * ce(y) + (1 - lam) * ce(y[pair])
+
+
+def _scores(logits: Tensor) -> Tensor:
+    """Class scores of a training step's output: an ensemble's mean probabilities."""
+    return logits.float().softmax(-1).mean(0) if logits.dim() == 3 else logits
+
+
+def _clip(model: nn.Module, max_norm: float) -> None:
+    """Clip the gradient norm of each group the model names (each ensemble member alone, so
+    it trains as it would alone), else of all parameters together."""
+    groups = model.clip_groups() if hasattr(model, "clip_groups") else [model.parameters()]
+    for params in groups:
+        nn.utils.clip_grad_norm_(params, max_norm)
 
 
 def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -429,15 +463,16 @@ def fit(
                     loss = _loss(logits, yb, cfg, lam, pair, "mean")
                     batch_loss = loss.detach() * len(idx)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                # Each ensemble member gets the gradient of its own loss, not 1/M of it.
+                (loss * (logits.shape[0] if logits.dim() == 3 else 1)).backward()
                 if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    _clip(model, cfg.grad_clip)
                 opt.step()
                 sched.step()
                 if ema is not None:
                     ema.update_parameters(model)
                 tot_loss += batch_loss
-                tot_correct += (logits.argmax(1) == yb).sum() * weight
+                tot_correct += (_scores(logits).argmax(1) == yb).sum() * weight
                 seen += int(weight * len(idx))
                 if show_bar and (i % 5 == 0 or i == steps - 1):
                     bar.set_postfix(loss=f"{tot_loss.item() / max(1, seen):.4f}",
