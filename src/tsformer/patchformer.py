@@ -254,13 +254,15 @@ class PatchFormer(nn.Module):
     """The ``patchformer`` architecture: ``members`` independent :class:`PatchFormerNet`.
 
     A deep ensemble inside one module, so any training loop trains it and it saves as one
-    model.  In training every member sees the whole batch and returns its own logits,
-    stacked ``(members, batch, classes)``; the trainer gives each member its own loss and
-    clips each member's gradient alone (:meth:`clip_groups`), so every member trains exactly
-    as one network would, from its own initialisation and dropout, at ``members`` times the
-    cost.  (An earlier design split each batch between the members: their BatchNorm then saw
-    a few series a step, and it lost 13-15 points on two sets.)  At inference the members'
-    class probabilities are averaged; the output is their log, a valid logit vector.
+    model.  In training the batch holds one equal share per member (``fit`` lays out each
+    member's own shuffle, augmentation and mixup pairs, share after share); each member
+    returns the logits of its share, stacked ``(members, share, classes)``, and the trainer
+    gives each its own loss and its own gradient clipping (:meth:`clip_groups`).  So the
+    members train as independent runs would, in lockstep, at ``members`` times the cost.
+    (Two earlier designs lost: a bagged split of one batch starved each member's BatchNorm,
+    13-15 points down on two sets; one shared stream for all members made them too alike to
+    gain.)  At inference the members' class probabilities are averaged; the output is their
+    log, a valid logit vector.
     Other keyword options go to every member (see :class:`PatchFormerNet`).
     """
 
@@ -272,6 +274,7 @@ class PatchFormer(nn.Module):
         self.nets = nn.ModuleList(PatchFormerNet(n_channels, n_timepoints, n_classes, **params)
                                   for _ in range(members))
         self.n_tokens = self.nets[0].n_tokens
+        self.n_members = members
 
     def resolved_options(self) -> dict[str, int]:
         """The ``"auto"`` options as built, so a saved config never depends on the rule."""
@@ -286,7 +289,11 @@ class PatchFormer(nn.Module):
         if len(self.nets) == 1:
             return self.nets[0](x)
         if self.training:
-            return torch.stack([net(x) for net in self.nets])
+            if x.shape[0] % len(self.nets):
+                raise ValueError(f"an ensemble trains on one equal share of the batch per "
+                                 f"member: {x.shape[0]} series for {len(self.nets)} members")
+            return torch.stack([net(s) for net, s in zip(self.nets, x.chunk(len(self.nets)),
+                                                         strict=True)])
         probs = torch.stack([net(x).softmax(-1) for net in self.nets]).mean(0)
         return probs.clamp_min(1e-12).log()
 

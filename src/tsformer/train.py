@@ -265,22 +265,18 @@ def _evaluate_tensors(model: nn.Module, X: Tensor, y: Tensor, batch_size: int, a
 def _loss(logits: Tensor, y: Tensor, cfg: TrainConfig, lam: float = 1.0,
           pair: Tensor | None = None, reduction: str = "mean") -> Tensor:
     """Cross-entropy with the config's label smoothing; under mixup the blend of the two
-    labels' losses with the inputs' weights.  Logits ``(members, batch, classes)`` from an
-    ensemble in training give the mean of the members' losses."""
+    labels' losses with the inputs' weights.  An ensemble's training logits
+    ``(members, share, classes)`` go with labels laid out share after share, and give the
+    mean of the members' losses."""
     members = logits.shape[0] if logits.dim() == 3 else 1
     flat = logits.float().reshape(-1, logits.shape[-1])
 
     def ce(target: Tensor) -> Tensor:
-        out = F.cross_entropy(flat, target.repeat(members), reduction=reduction,
+        out = F.cross_entropy(flat, target, reduction=reduction,
                               label_smoothing=cfg.label_smoothing)
         return out / members if reduction == "sum" else out
 
     return ce(y) if pair is None else lam * ce(y) + (1 - lam) * ce(y[pair])
-
-
-def _scores(logits: Tensor) -> Tensor:
-    """Class scores of a training step's output: an ensemble's mean probabilities."""
-    return logits.float().softmax(-1).mean(0) if logits.dim() == 3 else logits
 
 
 def _clip(model: nn.Module, max_norm: float) -> None:
@@ -423,6 +419,7 @@ def fit(
         use_buffers=True) if cfg.ema else None)
     kept = ema.module if ema is not None else model
 
+    members = int(getattr(model, "n_members", 1))  # an ensemble's members, each its own data
     history = History()
     best_loss, best_state, wait = math.inf, None, 0
     show_bar = (cfg.verbose >= 1 and sys.stderr.isatty() and not os.environ.get("CI")
@@ -431,26 +428,35 @@ def fit(
     try:
         for epoch in range(1, cfg.epochs + 1):
             model.train()
-            perm = torch.randperm(len(Xt), generator=gen).to(device)
+            # An ensemble's members train in lockstep but each on its own stream: its own
+            # shuffle, augmentation draws and mixup pairs (a shared stream gave members too
+            # alike to gain: docs/benchmarks.md).  One member draws exactly as one network.
+            perms = [torch.randperm(len(Xt), generator=gen).to(device) for _ in range(members)]
             tot_loss = torch.zeros((), device=device)
             tot_correct = torch.zeros((), device=device)
             seen = 0
             bar = _progress(steps, f"epoch {epoch}/{cfg.epochs}", show_bar)
             te = time.perf_counter()
             for i in range(steps):
-                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                n_global, weight = len(idx), 1.0
-                if distributed:  # this rank's share of the global batch
-                    idx = dist_.shard(idx, rank, world)
-                    if len(idx) == 0:  # fewer series than ranks: a zero-weight step keeps DDP
-                        idx, weight = perm[:1], 0.0  # in lockstep
+                shares, weight = [], 1.0
+                for perm in perms:
+                    idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                    n_global = len(idx)
+                    if distributed:  # this rank's share of the global batch
+                        idx = dist_.shard(idx, rank, world)
+                        if len(idx) == 0:  # fewer series than ranks: a zero-weight step keeps
+                            idx, weight = perm[:1], 0.0  # DDP in lockstep
+                    shares.append(idx)
+                share = len(shares[0])
+                idx = torch.cat(shares)
                 xb, yb = Xt[idx], yt[idx]
                 for aug in augs:
                     xb = aug(xb, aug_gen)
                 lam, pair = 1.0, None
                 if cfg.mixup:
                     lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                    pair = torch.randperm(len(idx), generator=gen).to(device)
+                    pair = torch.cat([torch.randperm(share, generator=gen) + m * share
+                                      for m in range(members)]).to(device)
                     xb = lam * xb + (1 - lam) * xb[pair]
                 with _autocast(device, cfg.amp):
                     logits = step_fn(xb)
@@ -461,10 +467,10 @@ def fit(
                     loss, batch_loss = loss_sum * (world / n_global), loss_sum.detach()
                 else:
                     loss = _loss(logits, yb, cfg, lam, pair, "mean")
-                    batch_loss = loss.detach() * len(idx)
+                    batch_loss = loss.detach() * share
                 opt.zero_grad(set_to_none=True)
                 # Each ensemble member gets the gradient of its own loss, not 1/M of it.
-                (loss * (logits.shape[0] if logits.dim() == 3 else 1)).backward()
+                (loss * members).backward()
                 if cfg.grad_clip:
                     _clip(model, cfg.grad_clip)
                 opt.step()
@@ -472,8 +478,9 @@ def fit(
                 if ema is not None:
                     ema.update_parameters(model)
                 tot_loss += batch_loss
-                tot_correct += (_scores(logits).argmax(1) == yb).sum() * weight
-                seen += int(weight * len(idx))
+                # the members' mean training accuracy, each on its own series
+                tot_correct += (logits.argmax(-1).reshape(-1) == yb).sum() * weight / members
+                seen += int(weight * share)
                 if show_bar and (i % 5 == 0 or i == steps - 1):
                     bar.set_postfix(loss=f"{tot_loss.item() / max(1, seen):.4f}",
                                     acc=f"{tot_correct.item() / max(1, seen):.4f}")
