@@ -65,16 +65,13 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def preset_params(preset: str, n_channels: int, n_timepoints: int, n_train: int,
-                  n_classes: int, members: int | None = None) -> dict[str, dict[str, Any]]:
+                  n_classes: int) -> dict[str, dict[str, Any]]:
     """Model/train options for a preset on data of this shape (its ``DATA_SCALED`` rule, as
-    ``train`` and the estimator use); an explicit ``members`` goes to that rule so the
-    ensemble's batch and epochs follow it."""
-    from .models import DATA_SCALED, get_preset
+    ``train`` and the estimator use)."""
+    from .models import get_preset
 
     data = {"n_channels": n_channels, "n_timepoints": n_timepoints, "n_train": n_train,
             "n_classes": n_classes}
-    if members is not None and preset in DATA_SCALED:
-        return DATA_SCALED[preset](**data, members=members)
     spec = get_preset(preset, data)
     return {"model": spec["model"], "train": spec["train"]}
 
@@ -104,8 +101,7 @@ def train_and_test(
 
     _, c, t = X_train.shape
     overrides = overrides or {}
-    params = preset_params(preset, c, t, len(X_train), n_classes,
-                           overrides.get("model", {}).get("members"))
+    params = preset_params(preset, c, t, len(X_train), n_classes)
     params["model"].update(overrides.get("model", {}))
     params["train"].update(overrides.get("train", {}))
     if max_epochs is not None:
