@@ -51,6 +51,18 @@ def test_patchformer_save_records_the_resolved_shape_options(tmp_path):
     assert torch.equal(model(x), loaded(x))
 
 
+def test_patchformer_ensemble_saves_and_loads_as_one_model(tmp_path):
+    model = create_model("patchformer", n_channels=2, n_timepoints=60, n_classes=3, members=3)
+    params = resolve_model_params("patchformer", {"members": 3})
+    cfg = make_config("patchformer", params, {}, n_channels=2, n_timepoints=60,
+                      classes=[0, 1, 2])
+    loaded, saved = load_pretrained(save_pretrained(tmp_path / "e", model, cfg))
+    assert saved["model"]["members"] == 3 and len(loaded.nets) == 3
+    model.eval()
+    x = torch.randn(4, 2, 60)
+    assert torch.equal(model(x), loaded(x))  # the members' mean probabilities, as saved
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     def boom(p):
         raise OSError("disk full")

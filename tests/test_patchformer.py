@@ -128,10 +128,20 @@ def test_fit_gives_each_member_its_own_data_stream():
             "drop_path": 0.0}
     ens = PatchFormer(1, 32, 3, members=2, **opts)
     ens.nets[1].load_state_dict(ens.nets[0].state_dict())
-    cfg = TrainConfig(optimizer="adamw", lr=3e-3, batch_size=8, epochs=2, mixup=0.2,
-                      augment=["scale"], patience=None, verbose=0, seed=1)
-    h = fit(ens, X, y, cfg)
-    assert 0 <= h.rows[-1]["accuracy"] <= 1 and np.isfinite(h.rows[-1]["loss"])
+    # No augmentation or mixup: only the shuffle can tell the members apart.
+    cfg = TrainConfig(optimizer="adamw", lr=3e-3, batch_size=8, epochs=2, augment=[],
+                      validation_split=0.0,
+                      patience=None, verbose=0, seed=1)
+    seen: list[list[torch.Tensor]] = [[], []]
+    for m, net in enumerate(ens.nets):
+        net.register_forward_hook(lambda mod, i, o, m=m: seen[m].append(i[0][:, 0, 0].clone())
+                                  if mod.training else None)
+    fit(ens, X, y, cfg)
+    firsts = torch.from_numpy(X[:, 0, 0])
+    for m in range(2):  # each member sees every series once an epoch, in its own order
+        order = [int((firsts == v).nonzero()) for v in torch.cat(seen[m][:3])]
+        assert sorted(order) == list(range(24))
+    assert not torch.equal(torch.cat(seen[0][:3]), torch.cat(seen[1][:3]))
     a, b = (torch.cat([p.flatten() for p in net.parameters()]) for net in ens.nets)
     assert (a - b).abs().max() > 1e-3
 

@@ -14,7 +14,10 @@ A small pre-norm transformer over patch tokens, built from what works for time s
   says whether a shape occurs anywhere: +5 points on FiftyWords, +3 on CricketY);
 * trained with AdamW, warm-up + one-cycle cosine, label smoothing and light augmentation,
   plus window warping (a tenth of each series stretched or squeezed 2x: large gains on shape
-  and motion data, a loss on FordA's engine noise) and mixup on small training sets.
+  and motion data, a loss on FordA's engine noise) and mixup on small training sets;
+* below 500 training series, a deep ensemble of three such networks, each trained on its
+  own data stream (a single network's accuracy swings by up to 5 points with its seed
+  there); at three times the cost.
 
 Nothing is set per dataset.  Shape-dependent model options default to ``"auto"`` and are
 resolved here from the series length; training options (epochs, batch size, learning rate,
@@ -253,9 +256,10 @@ class PatchFormerNet(nn.Module):
 class PatchFormer(nn.Module):
     """The ``patchformer`` architecture: ``members`` independent :class:`PatchFormerNet`.
 
-    A deep ensemble inside one module, so any training loop trains it and it saves as one
-    model.  In training the batch holds one equal share per member (``fit`` lays out each
-    member's own shuffle, augmentation and mixup pairs, share after share); each member
+    A deep ensemble inside one module, so it trains with :func:`tsformer.train.fit` and
+    saves as one model.  In training the batch holds one equal share per member (``fit``
+    lays out each member's own shuffle, augmentation and mixup pairs, share after share; a
+    step's mixup weight is shared); each member
     returns the logits of its share, stacked ``(members, share, classes)``, and the trainer
     gives each its own loss and its own gradient clipping (:meth:`clip_groups`).  So the
     members train as independent runs would, in lockstep, at ``members`` times the cost.
@@ -339,7 +343,7 @@ WIDE_STEM, WIDE_COST_FACTOR = 64, 2.5
 #: its seed (Car 0.85-0.90, ECGFiveDays 0.947-0.986 over three seeds): a deep ensemble of
 #: independently trained members averages the swing away (docs/benchmarks.md, ablation 19).
 #: Fewer members where each would cost more than one FordA run (:data:`MAX_COST`), so no
-#: run costs more than SMALL_DATA_MEMBERS FordA runs; FordA-size sets keep one network.
+#: ensemble costs more than SMALL_DATA_MEMBERS FordA runs; FordA-size sets keep one network.
 SMALL_DATA_MEMBERS = 3
 
 

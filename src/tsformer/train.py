@@ -401,6 +401,12 @@ def fit(
     gen.manual_seed(cfg.seed if cfg.seed is not None else int(time.time()))
     aug_gen = torch.Generator(device=device)
     aug_gen.manual_seed((cfg.seed or 0) + 1 + rank)
+    # Mixup pairs: ranks draw them for shards of unequal size, so not from `gen`, which must
+    # stay the same on every rank (it shuffles the next epoch); one process keeps `gen`.
+    pair_gen = gen
+    if distributed:
+        pair_gen = torch.Generator(device="cpu")
+        pair_gen.manual_seed((cfg.seed or 0) + 2 + rank)
     augs = []
     for name in cfg.augment:
         if name not in AUGMENTATIONS:
@@ -429,8 +435,9 @@ def fit(
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             # An ensemble's members train in lockstep but each on its own stream: its own
-            # shuffle, augmentation draws and mixup pairs (a shared stream gave members too
-            # alike to gain: docs/benchmarks.md).  One member draws exactly as one network.
+            # shuffle, augmentation draws and mixup pairs (a shared stream made members too
+            # alike to gain: docs/benchmarks.md, ablation 19); the mixup weight of a step is
+            # shared.  One member draws exactly as one network.
             perms = [torch.randperm(len(Xt), generator=gen).to(device) for _ in range(members)]
             tot_loss = torch.zeros((), device=device)
             tot_correct = torch.zeros((), device=device)
@@ -455,7 +462,7 @@ def fit(
                 lam, pair = 1.0, None
                 if cfg.mixup:
                     lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                    pair = torch.cat([torch.randperm(share, generator=gen) + m * share
+                    pair = torch.cat([torch.randperm(share, generator=pair_gen) + m * share
                                       for m in range(members)]).to(device)
                     xb = lam * xb + (1 - lam) * xb[pair]
                 with _autocast(device, cfg.amp):
