@@ -171,7 +171,6 @@ class PatchFormerNet(nn.Module):
         self.stem_kernel = resolve_stem_kernel(self.stride, stem_kernel)
         # The first difference as extra channels: slopes and turning points of a shape,
         # which a ridge on MultiRocket's difference features also finds worth having.
-        self.diff = diff
         self.diff_norm = InstanceNorm() if diff else None
         n_channels = n_channels * (2 if diff else 1)
         if stem == "conv":
@@ -278,7 +277,11 @@ class PatchFormer(nn.Module):
         self.nets = nn.ModuleList(PatchFormerNet(n_channels, n_timepoints, n_classes, **params)
                                   for _ in range(members))
         self.n_tokens = self.nets[0].n_tokens
-        self.n_members = members
+
+    @property
+    def n_members(self) -> int:
+        """Members, each trained on its own share of a batch (``fit`` reads it)."""
+        return len(self.nets)
 
     def resolved_options(self) -> dict[str, int]:
         """The ``"auto"`` options as built, so a saved config never depends on the rule."""
@@ -290,14 +293,14 @@ class PatchFormer(nn.Module):
         return [list(net.parameters()) for net in self.nets]
 
     def forward(self, x: Tensor) -> Tensor:
-        if len(self.nets) == 1:
+        m = self.n_members
+        if m == 1:
             return self.nets[0](x)
         if self.training:
-            if x.shape[0] % len(self.nets):
+            if x.shape[0] % m:
                 raise ValueError(f"an ensemble trains on one equal share of the batch per "
-                                 f"member: {x.shape[0]} series for {len(self.nets)} members")
-            return torch.stack([net(s) for net, s in zip(self.nets, x.chunk(len(self.nets)),
-                                                         strict=True)])
+                                 f"member: {x.shape[0]} series for {m} members")
+            return torch.stack([net(s) for net, s in zip(self.nets, x.chunk(m), strict=True)])
         probs = torch.stack([net(x).softmax(-1) for net in self.nets]).mean(0)
         return probs.clamp_min(1e-12).log()
 
@@ -388,9 +391,11 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     cost = epoch_cost * epochs
     wide = cost * WIDE_COST_FACTOR <= MAX_COST
     if members is None:
-        run_cost = cost * (WIDE_COST_FACTOR if wide else 1)
-        members = int(min(SMALL_DATA_MEMBERS, max(1, SMALL_DATA_MEMBERS * MAX_COST // run_cost))
-                      ) if small else 1
+        members = 1
+        if small:  # as many members as fit SMALL_DATA_MEMBERS FordA runs, at most that many
+            run_cost = cost * (WIDE_COST_FACTOR if wide else 1)
+            fit_in = int(SMALL_DATA_MEMBERS * MAX_COST // run_cost)
+            members = min(SMALL_DATA_MEMBERS, max(1, fit_in))
     train = {
         **TRAIN_DEFAULTS, "augment": list(TRAIN_DEFAULTS["augment"]) + ["warp"] * small,
         "lr": 1e-3 * math.sqrt(batch / 64), "batch_size": batch,

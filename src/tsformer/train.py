@@ -139,6 +139,17 @@ def _shift(x: Tensor, g: torch.Generator) -> Tensor:
     return torch.gather(x, -1, idx[:, None, :].expand_as(x))
 
 
+def _resample(x: Tensor, s: Tensor) -> Tensor:
+    """``x (B, C, T)`` read at fractional times ``s (B, T)`` (clamped to the series), by
+    linear interpolation: the one resampler of the warp and crop augmentations."""
+    t = x.shape[-1]
+    s = s.clamp(0, t - 1)
+    lo = s.floor().long().clamp(max=t - 2)
+    frac = (s - lo).to(x.dtype)[:, None, :]
+    lo = lo[:, None, :].expand(-1, x.shape[1], -1)
+    return torch.gather(x, -1, lo) * (1 - frac) + torch.gather(x, -1, lo + 1) * frac
+
+
 def _warp(x: Tensor, g: torch.Generator) -> Tensor:
     """Window warping: a random window of a tenth of the series is stretched or squeezed by
     2x, then the series is resampled to its length (shapes that vary in local speed)."""
@@ -152,11 +163,7 @@ def _warp(x: Tensor, g: torch.Generator) -> Tensor:
     u = torch.linspace(0, 1, t, device=x.device)[None, :] * total  # output grid
     s = torch.where(u < start, u, torch.where(u < start + f * w, start + (u - start) / f,
                                               u - (f - 1) * w))
-    s = s.clamp(0, t - 1)
-    lo = s.floor().long().clamp(max=t - 2)
-    frac = (s - lo).to(x.dtype)[:, None, :]
-    lo = lo[:, None, :].expand(-1, x.shape[1], -1)
-    return torch.gather(x, -1, lo) * (1 - frac) + torch.gather(x, -1, lo + 1) * frac
+    return _resample(x, s)
 
 
 def _crop(x: Tensor, g: torch.Generator) -> Tensor:
@@ -168,11 +175,7 @@ def _crop(x: Tensor, g: torch.Generator) -> Tensor:
         return x
     frac = 0.8 + 0.2 * torch.rand(b, 1, generator=g, device=x.device)
     start = torch.rand(b, 1, generator=g, device=x.device) * (1 - frac) * (t - 1)
-    s = start + torch.linspace(0, 1, t, device=x.device)[None, :] * frac * (t - 1)
-    lo = s.floor().long().clamp(0, t - 2)
-    w = (s - lo).clamp(0, 1).to(x.dtype)[:, None, :]
-    lo = lo[:, None, :].expand(-1, x.shape[1], -1)
-    return torch.gather(x, -1, lo) * (1 - w) + torch.gather(x, -1, lo + 1) * w
+    return _resample(x, start + torch.linspace(0, 1, t, device=x.device)[None, :] * frac * (t - 1))
 
 
 def _flip(x: Tensor, g: torch.Generator) -> Tensor:
