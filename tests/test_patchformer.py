@@ -249,11 +249,17 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys):
     assert (out / "results.md").read_text().startswith("# Benchmark")
 
 
-def test_benchmark_rejects_bad_overrides(capsys):
+def test_benchmark_rejects_bad_overrides(capsys, tmp_path):
     from tsformer.cli import main
 
     assert main(["benchmark", "--datasets", "Chinatown", "--set", "depth=2", "--quiet"]) == 2
     assert "--set" in capsys.readouterr().err
+    # a flag that is not true/false would otherwise read as true and train another model
+    out = tmp_path / "b"
+    assert main(["benchmark", "--datasets", "Chinatown", "--set", "model.diff=abc", "--quiet",
+                 "--no-minirocket", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "diff must be true or false" in err[0] and not out.exists()
 
 
 def test_cli_and_estimator_use_the_data_scaled_defaults():
@@ -312,7 +318,9 @@ def test_live_minirocket_is_skipped_without_aeon(monkeypatch):
 
 
 @pytest.mark.parametrize("opts", [{"stem_kernel": 0}, {"stem": "lstm"}, {"pool": "max"},
-                                  {"d_model": 30, "n_heads": 4}])
+                                  {"d_model": 30, "n_heads": 4}, {"diff": "abc"},
+                                  {"spectral": "abc"}, {"instance_norm": 1},
+                                  {"members": 0}, {"members": "two"}, {"members": 2.5}])
 def test_bad_model_options_are_one_clear_error(opts):
     from tsformer.errors import ConfigError
 

@@ -30,8 +30,10 @@ docs/benchmarks.md, section "Accurate preset".
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -164,6 +166,10 @@ class PatchFormerNet(nn.Module):
             raise ConfigError(f"pos must be 'learned' or 'none', not {pos!r}")
         if pool not in ("mean", "meanmax", "cls"):
             raise ConfigError(f"pool must be 'mean', 'meanmax' or 'cls', not {pool!r}")
+        for name, flag in (("instance_norm", instance_norm), ("spectral", spectral),
+                           ("diff", diff)):
+            if not isinstance(flag, bool | np.bool_):  # "--set model.diff=abc" reads as true
+                raise ConfigError(f"{name} must be true or false, not {flag!r}")
         self.patch_len, self.stride = resolve_patching(n_timepoints, patch_len, stride)
         self.n_timepoints = n_timepoints
         self.pad, self.n_tokens = _padding(n_timepoints, self.patch_len, self.stride)
@@ -272,8 +278,8 @@ class PatchFormer(nn.Module):
     def __init__(self, n_channels: int, n_timepoints: int, n_classes: int, *, members: int = 1,
                  **params: Any) -> None:
         super().__init__()
-        if members < 1:
-            raise ConfigError(f"members must be >= 1, not {members}")
+        if isinstance(members, bool) or not isinstance(members, numbers.Integral) or members < 1:
+            raise ConfigError(f"members must be a whole number >= 1, not {members!r}")
         self.nets = nn.ModuleList(PatchFormerNet(n_channels, n_timepoints, n_classes, **params)
                                   for _ in range(members))
         self.n_tokens = self.nets[0].n_tokens
