@@ -127,3 +127,27 @@ def test_two_workers_share_one_sqlite_study_and_best_config_trains(
     saved = json.loads((run / "config.json").read_text())
     assert json.dumps(saved).count(str(best["train"]["lr"])) >= 1
     assert saved["preset"] == tiny_preset
+
+
+def test_trials_and_best_config_use_the_data_scaled_defaults(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    # patchformer on 30 series: a 3-member ensemble with a wide stem, as `train` would build;
+    # trials used to build the size-free defaults (one network) and best.json pinned them.
+    from tsformer.patchformer import auto_params
+
+    built = []
+    real = models.create_model
+    monkeypatch.setattr(models, "create_model",
+                        lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 1, 16)).astype(np.float32)
+    y = np.arange(30) % 2
+    study = tune.run_tune(X, y, preset="patchformer", n_trials=1, epochs=1, device="cpu",
+                          storage=f"sqlite:///{tmp_path / 's.db'}", study_name="pf",
+                          log=lambda s: None)
+    assert [m.n_members for m in built] == [3]
+    best = tune.best_config(study, "patchformer")
+    scaled = auto_params(1, 16, 30, 2)
+    assert best["model"]["members"] == 3 and best["model"]["stem_width"] == 64
+    assert best["train"]["epochs"] == scaled["train"]["epochs"]
+    assert best["train"]["augment"] == scaled["train"]["augment"]

@@ -222,9 +222,13 @@ def run_tune(
     Xf, yf, Xv, yv = split_validation(np.asarray(X, np.float32), np.asarray(y, np.int64),
                                       validation_split, seed)
     n_classes = int(np.max(y)) + 1
-    base_train = get_preset(preset, data_shape(Xf, n_classes))["train"]
+    # Trials build and train what the preset builds for data of this size (e.g. patchformer's
+    # ensemble and wide stem on small sets), not its size-free defaults.
+    base = get_preset(preset, data_shape(Xf, n_classes))
+    base_model, base_train = base["model"], base["train"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(storage, study_name, pruner=pruner)
+    study.set_user_attr("data", data_shape(X, n_classes))  # best_config scales by it
     for key, value in (("preset", preset), ("n_timepoints", int(X.shape[2]))):
         have = study.user_attrs.get(key)
         if have is None:
@@ -241,7 +245,7 @@ def run_tune(
                                      "seed": seed, "device": device, "verbose": 0})
         torch.manual_seed(seed)  # same initial draw for every trial: fairer comparisons
         model = create_model(preset, n_channels=X.shape[1], n_timepoints=X.shape[2],
-                             n_classes=n_classes, **model_over)
+                             n_classes=n_classes, **{**base_model, **model_over})
         pruned_at: list[int] = []
 
         def report(epoch: int, row: dict[str, float]) -> bool:
@@ -300,7 +304,8 @@ def best_config(study: optuna.Study, preset: str) -> dict[str, Any]:
     ``model`` holds every model option (not only the searched ones), so the file still means
     the same thing if the preset's defaults change; ``train`` holds the preset's training
     defaults with the searched values, and the preset's full epoch budget (not the shorter
-    one used per trial).
+    one used per trial).  Both are the preset's defaults for the tuned data's size (the
+    study records it), as ``tsformer train`` would scale them for that dataset.
     """
     from .models import get_preset, resolve_model_params
 
@@ -310,8 +315,9 @@ def best_config(study: optuna.Study, preset: str) -> dict[str, Any]:
     best = study.best_trial
     model_over = best.user_attrs.get("model", {})
     train_over = best.user_attrs.get("train", {})
-    return {"preset": preset, "model": resolve_model_params(preset, model_over),
-            "train": {**get_preset(preset)["train"], **train_over}}
+    data = study.user_attrs.get("data")  # absent in studies from before it was recorded
+    return {"preset": preset, "model": resolve_model_params(preset, model_over, data),
+            "train": {**get_preset(preset, data)["train"], **train_over}}
 
 
 def plot_summary(study: optuna.Study, path: str | os.PathLike) -> None:
