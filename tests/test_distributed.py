@@ -75,3 +75,48 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     m = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     s = json.loads((tmp_path / "single" / "metrics.json").read_text())
     assert m["test"]["accuracy"] == pytest.approx(s["test"]["accuracy"])
+
+
+
+# Each rank records the epoch shuffles of a 2-member ensemble trained with mixup on shards
+# of unequal size (batch 7 over 2 ranks: 4 and 3 series).
+ENSEMBLE_WORKER = """
+import json, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from tsformer import distributed
+from tsformer.patchformer import PatchFormer
+from tsformer.train import TrainConfig, fit
+shuffles, randperm = [], torch.randperm
+def recording(n, *args, **kwargs):
+    out = randperm(n, *args, **kwargs)
+    if n == 26:  # a shuffle of the training set, not a mixup pairing within a shard
+        shuffles.append(out.tolist())
+    return out
+torch.randperm = recording
+X = np.random.default_rng(0).normal(size=(26, 1, 16)).astype(np.float32)
+y = np.arange(26) % 2
+model = PatchFormer(1, 16, 2, members=2, d_model=16, depth=1, n_heads=2, stem_width=8)
+cfg = TrainConfig(optimizer="adamw", lr=1e-3, batch_size=7, epochs=3, augment=["warp"],
+                  mixup=0.4, validation_split=0.0, patience=None, verbose=0, seed=5,
+                  device="cpu")
+fit(model, X, y, cfg)
+with open(f"{sys.argv[1]}/rank{distributed.rank()}.json", "w") as f:
+    json.dump(shuffles, f)
+"""
+
+
+def test_torchrun_ensemble_with_mixup_keeps_the_ranks_shuffles_in_step(tmp_path: Path) -> None:
+    # Mixup pairs drawn for unequal shards must not move the shuffle generator that all ranks
+    # share, or from the second epoch on the ranks' shards overlap and miss series.
+    (tmp_path / "worker.py").write_text(ENSEMBLE_WORKER)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(tmp_path / "worker.py"), str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]) == 3 * 2  # 3 epochs x 2 members
+    assert ranks[0] == ranks[1]
