@@ -98,7 +98,7 @@ def _page(browser, base_url: str):
 
 
 def test_example_prediction_matches_api(browser, base_url: str) -> None:
-    import httpx
+    import httpx2 as httpx
 
     sample = httpx.get(f"{base_url}/v1/sample").json()
     k = 2

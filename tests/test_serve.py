@@ -442,7 +442,7 @@ def test_cli_serve_registered_and_errors_are_one_line(model_dir: Path, capsys, m
 
 def test_live_server_chunked_upload_and_bad_content_length(model_dir: Path) -> None:
     """Over a real socket: uvicorn, chunked transfer encoding, a lying header."""
-    import httpx
+    import httpx2 as httpx
     import uvicorn
 
     app = create_app(model_dir, max_body_bytes=MAX_BODY)
