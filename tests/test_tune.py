@@ -94,20 +94,31 @@ def test_pruning_from_epoch_validation_loss(tiny_preset: str, tmp_path: Path) ->
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_two_workers_share_one_sqlite_study_and_best_config_trains(
-        tiny_preset: str, tmp_path: Path) -> None:
+#: A PostgreSQL database to run the shared-study test against as well, e.g.
+#: ``postgresql+psycopg2://postgres@127.0.0.1:5433/tsformer`` (needs psycopg2); CI has none.
+POSTGRES = os.environ.get("TSFORMER_TEST_POSTGRES")
+
+
+@pytest.mark.parametrize("backend", [
+    "sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+        not POSTGRES, reason="set TSFORMER_TEST_POSTGRES to a PostgreSQL URL"))])
+def test_two_workers_share_one_study_and_best_config_trains(
+        tiny_preset: str, tmp_path: Path, backend: str) -> None:
     train = _train_file(tmp_path)
     out = tmp_path / "tune"
     cmd = [sys.executable, "-c", WORKER, "tune", "--train", str(train), "--preset", tiny_preset,
            "--trials", "6", "--epochs", "1", "--device", "cpu", "--out", str(out)]
+    study_name, storage = f"Tiny_TRAIN-{tiny_preset}", f"sqlite:///{out / tune.DEFAULT_DB}"
+    if backend == "postgresql":  # a server outlives the test: a study name of its own
+        study_name, storage = f"test-{os.getpid()}-{tmp_path.name}", POSTGRES
+        cmd += ["--storage", storage, "--study", study_name]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two workers, two cores: no oversubscription
     workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env) for _ in range(2)]
     results = [w.communicate(timeout=120) for w in workers]
     for w, (_, err) in zip(workers, results, strict=True):
         assert w.returncode == 0, err[-2000:]
-    study = optuna.load_study(study_name=f"Tiny_TRAIN-{tiny_preset}",
-                              storage=f"sqlite:///{out / tune.DEFAULT_DB}")
+    study = optuna.load_study(study_name=study_name, storage=storage)
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers)) and sorted(numbers) == list(range(len(numbers)))
     assert 6 <= len(numbers) <= 7  # the target, give or take a trial started in a race
