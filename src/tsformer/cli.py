@@ -12,6 +12,7 @@ import io
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -40,6 +41,20 @@ def _info(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _notes_as_lines(show: Any) -> Any:
+    """A ``warnings.showwarning`` that prints the data layer's notes (e.g. unequal-length
+    series resampled) as one line each, and leaves other warnings to ``show``."""
+    from .data import ResampledWarning
+
+    def note(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if issubclass(category, ResampledWarning):
+            _info(f"tsformer: note: {message}")
+        else:
+            show(message, category, *rest, **kw)
+
+    return note
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -56,18 +71,37 @@ def _load_config_file(path: str) -> dict[str, Any]:
     return cfg
 
 
-def _read_for_model(path: str, n_channels: int, n_timepoints: int
+def _read_for_model(path: str, n_channels: int, n_timepoints: int, classes: Sequence[Any]
                     ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Series from a file for a model, with labels if the file has a label column."""
-    from .data import load_file
+    """Series from a file for a model, with labels if the file has a label column.
 
-    X, y = load_file(path, labels=None)
+    An equal-length file must have the model's length (series are never resampled
+    silently).  An unequal-length file (NaN-padded rows, ``@equalLength false``) is resampled
+    to it with a note; its first column is taken as labels when every value in it is one of
+    the model's classes, since the shape can no longer tell."""
+    import warnings
+
+    from .data import ResampledWarning, load_file
+
+    def read(labels: bool | None, length: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResampledWarning)  # a look, not the final read
+            return load_file(path, labels=labels, length=length)
+
+    X, y = read(None, None)
     if X.shape[1:] == (n_channels, n_timepoints):
         return X, y
     if y is not None and n_channels == 1:  # a CSV/TSV without labels read as one
-        X2, _ = load_file(path, labels=False)
+        X2, _ = read(False, None)
         if X2.shape[1:] == (n_channels, n_timepoints):
             return X2, None
+    Xr, yr = read(None, n_timepoints)
+    if Xr.shape[1:] == (n_channels, n_timepoints):  # only by resampling an unequal-length file
+        known = {str(c) for c in classes}
+        labelled = yr is not None and all(str(v) in known for v in yr)
+        if labelled or yr is None or n_channels != 1:
+            return load_file(path, labels=None, length=n_timepoints)  # with the note
+        return load_file(path, labels=False, length=n_timepoints)[0], None
     raise DataError(
         f"{path} holds series of {X.shape[1]} channel(s) x {X.shape[2]} points but the model "
         f"expects {n_channels} x {n_timepoints}; series are never resampled silently"
@@ -120,7 +154,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         Xtr, ytr = load_file(args.train_file)
         if args.test_file:
-            Xte, yte = load_file(args.test_file)
+            Xte, yte = load_file(args.test_file, length=Xtr.shape[2])
         else:
             Xte, yte = None, None
         name = Path(args.train_file).stem
@@ -226,7 +260,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, cfg = load_pretrained(args.run_dir)
     n_ch, n_t = cfg["input"]["n_channels"], cfg["input"]["n_timepoints"]
     if args.file:
-        X, y = _read_for_model(args.file, n_ch, n_t)
+        X, y = _read_for_model(args.file, n_ch, n_t, cfg["classes"])
         if y is None:
             raise DataError(f"{args.file} has no label column; evaluation needs labels")
         what = args.file
@@ -254,7 +288,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .train import predict_logits
 
     model, cfg = load_pretrained(args.run_dir)
-    X, _ = _read_for_model(args.file, cfg["input"]["n_channels"], cfg["input"]["n_timepoints"])
+    X, _ = _read_for_model(args.file, cfg["input"]["n_channels"], cfg["input"]["n_timepoints"],
+                           cfg["classes"])
     proba = torch.softmax(predict_logits(model, X, batch_size=args.batch_size), 1).numpy()
     classes = cfg["classes"]
     labels = [classes[i] for i in proba.argmax(1)]
@@ -399,7 +434,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "preset", "x") is None and args.command == "summary":
         args.preset = "seed"
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restores the filters and showwarning after
+            from .data import ResampledWarning
+
+            warnings.simplefilter("always", ResampledWarning)  # once per file, not per place
+            warnings.showwarning = _notes_as_lines(warnings.showwarning)
+            return int(args.func(args) or 0)
     except TsformerError as e:
         return _fail(str(e))
     except KeyboardInterrupt:
