@@ -144,6 +144,21 @@ def test_predict_refuses_wrong_length_and_existing_out(trained, tmp_path, capsys
     np.savetxt(var, np.column_stack([[-1, 1], ragged]), delimiter=",")
     code, text2, err = run(capsys, "predict", str(out), str(var))
     assert code == 0 and text2 == text and "12-30 points" in err
+    # whose longest series is the model's length: resampled all the same, and said so
+    full = np.full((2, t + 1), np.nan)
+    full[0, :t], full[1, :5] = np.sin(np.arange(t)), 1.0
+    np.savetxt(var, full, delimiter=",")
+    code, text3, err = run(capsys, "predict", str(out), str(var))
+    assert code == 0 and f"of 5-{t} points; resampled to {t}" in err
+    # values that are not classes are not labels, unless --labels says they are
+    np.savetxt(var, np.column_stack([[7, 8], ragged]), delimiter=",")
+    code, text4, err = run(capsys, "predict", str(out), str(var))
+    assert code == 0 and "13-31 points" in err
+    code, text5, err = run(capsys, "predict", str(out), str(var), "--labels")
+    assert code == 0 and text5 == text and "12-30 points" in err
+    # evaluation needs labels: an unseen class is named, not taken for a value
+    code, _, err = run(capsys, "evaluate", str(out), "--file", str(var))
+    assert code == 2 and "7" in err and "class" in err
 
 
 @pytest.mark.parametrize("content, message", [

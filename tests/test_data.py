@@ -9,6 +9,7 @@ import io
 import json
 import socket
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -336,6 +337,7 @@ def test_unequal_lengths_padded_with_trailing_nan_are_resampled(tmp_path: Path) 
     _write_rows(d / "Var_TEST.tsv", [[1, 0, 1, 2, 3, 4, 5, 6], [2, 7] + [nan] * 6])
     with pytest.warns(data.ResampledWarning) as notes:
         s = data.load_dataset(d)
+    assert {Path(n.filename).name for n in notes} == {"test_data.py"}  # the caller's line
     assert [str(n.message) for n in notes] == [
         "Var_TRAIN.tsv holds series of 3-5 points; resampled to 5",
         "Var_TEST.tsv holds series of 1-7 points; resampled to 5"]
@@ -352,8 +354,15 @@ def test_unequal_lengths_padded_with_trailing_nan_are_resampled(tmp_path: Path) 
     # NaN inside a series is a missing value, not padding; so is a row with no value
     _write_rows(d / "Var_TRAIN.tsv", [[1, 0, nan, 2], [2, 0, 2, 4]])
     _raises(data.load_dataset, d, match="line 1, column 3")
-    _write_rows(d / "Var_TRAIN.tsv", [[1, nan, nan, nan], [2, 0, 2, 4]])
-    _raises(data.load_dataset, d, match="missing")
+    _write_rows(d / "Var_TRAIN.tsv", [[1, 0, 2, 4], [2, nan, nan, nan]])
+    _raises(data.load_dataset, d, match="line 2 has no values")
+    _write_rows(d / "Var_TRAIN.tsv", [[1, 0, 2, nan], [2, 0, 2, "inf"]])  # inf is never padding
+    _raises(data.load_dataset, d, match="line 2, column 4")
+    _raises(data.load_file, eq, length=0, match="length must be")
+    # equal-length files load without a note
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.load_file(eq)
 
 
 def test_ts_declared_unequal_length_is_resampled(tmp_path: Path) -> None:
@@ -376,6 +385,7 @@ def test_resample_and_ragged_arrays() -> None:
     np.testing.assert_allclose(out[:, 0], [[0, 0.5, 1, 1.5, 2], [1, 1.5, 2, 2.5, 3]])
     _raises(data.resample, [np.zeros((2, 3)), np.zeros((1, 3))], 4, match="same channels")
     _raises(data.resample, [np.zeros(3)], 0, match="length must be")
+    _raises(data.resample, [np.array([1.0, np.nan])], 4, match="NaN")
     # in memory, ragged series are an error that names the way out
     _raises(data.check_X, [[1, 2, 3], [4, 5]], match="tsformer.data.resample")
 

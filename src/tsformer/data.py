@@ -17,6 +17,7 @@ import io
 import numbers
 import os
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -474,9 +475,14 @@ def load_file(
     Unequal-length series, as the archives store them (tsv/csv rows padded with trailing
     NaN, .ts files with ``@equalLength false``), are resampled (:func:`resample`) to
     ``length`` points, or to the longest series' length, with a :class:`ResampledWarning`
-    saying so.  Equal-length files are returned as they are, whatever ``length`` says.
+    saying so.  Equal-length files are returned as they are, whatever ``length`` says
+    (a padded or ``@equalLength false`` file whose series share one length is resampled only
+    if ``length`` differs from it).
     """
     path = Path(os.fspath(path)).expanduser()
+    if length is not None and (isinstance(length, bool) or not isinstance(
+            length, numbers.Integral) or length < 1):
+        raise DataError(f"length must be a whole number >= 1, not {length!r}")
     if not path.exists():
         raise DataError(f"file not found: {path}; check the path")
     if path.is_dir():
@@ -640,9 +646,13 @@ def _read_delimited(
         ends = X.shape[1] - np.argmax(~bad[:, ::-1], axis=1)  # one past each last finite value
         ends[bad.all(1)] = 0
         inside = bad & (np.arange(X.shape[1])[None, :] < ends[:, None])
-        padding_ok = np.isnan(X[~inside & bad]).all()
-        if inside.any() or not padding_ok or (ends == 0).any():
-            r, c = (np.argwhere(inside) if inside.any() else np.argwhere(bad))[0]
+        if (ends == 0).any():
+            r = int(np.argmax(ends == 0))
+            raise DataError(f"{path.name} line {skip + r + 1} has no values, only NaN; "
+                            "drop that row")
+        wrong = inside | np.isinf(X)  # missing values, or infinities (never padding)
+        if wrong.any():
+            r, c = np.argwhere(wrong)[0]
             raise DataError(
                 f"{path.name} line {skip + r + 1}, column {c + 1 + has_labels}: value "
                 f"{float(X[r, c])} is missing or infinite; missing values are not supported "
@@ -686,8 +696,8 @@ def _raise_parse_error(path: Path, delim: str, skip: int, ncols: int, first_valu
             if len(row) != ncols:
                 raise DataError(
                     f"{path.name} line {lineno} has {len(row)} columns but the first row has "
-                    f"{ncols}; every row must be one series of the same length (unequal-length "
-                    "series are not supported yet: pad or resample them)"
+                    f"{ncols}; give every row the same number of columns (pad shorter series "
+                    "with trailing NaN: they are then resampled to one length)"
                 )
             for col in range(first_value_col, len(row)):
                 cell = row[col]
@@ -861,6 +871,9 @@ def resample(series: Sequence[Any], length: int) -> np.ndarray:
     arrays = [np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in series]
     if not arrays:
         raise DataError("no series to resample")
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise DataError("series to resample hold NaN or infinite values; strip the padding "
+                        "(e.g. s[~np.isnan(s)]) and fill missing values first")
     channels = {a.shape[0] for a in arrays}
     if len(channels) > 1 or any(a.ndim != 2 or a.shape[1] == 0 for a in arrays):
         shapes = sorted({a.shape for a in arrays})[:3]
@@ -877,11 +890,16 @@ def resample(series: Sequence[Any], length: int) -> np.ndarray:
 
 def _resampled(series: list[np.ndarray], length: int | None, path: Path) -> np.ndarray:
     lengths = [s.shape[-1] for s in series]
-    target = int(length) if length is not None else max(lengths)
+    target = length if length is not None else max(lengths)
     if min(lengths) == max(lengths) == target:
         return np.stack(series)
-    warnings.warn(f"{path.name} holds series of {min(lengths)}-{max(lengths)} points; "
-                  f"resampled to {target}", ResampledWarning, stacklevel=4)
+    span = f"{min(lengths)}-{max(lengths)}" if min(lengths) < max(lengths) else str(target)
+    # Attributed to the first caller outside tsformer (load_dataset's caller, say).
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("tsformer"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"{path.name} holds series of {span} points; resampled to {target}",
+                  ResampledWarning, stacklevel=level)
     return resample(series, target)
 
 
