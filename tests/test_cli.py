@@ -131,6 +131,34 @@ def test_predict_refuses_wrong_length_and_existing_out(trained, tmp_path, capsys
     assert code == 2 and "never resampled" in err
     code, _, err = run(capsys, "train", "--train", str(bad), "--out", str(out))
     assert code == 2
+    # unequal lengths (rows padded with trailing NaN) are resampled to the model's, and said so
+    t = json.loads((out / "config.json").read_text())["input"]["n_timepoints"]
+    ragged = np.full((2, 30), np.nan)
+    ragged[0, :30], ragged[1, :12] = np.sin(np.arange(30)), np.cos(np.arange(12))
+    var = tmp_path / "var.csv"
+    np.savetxt(var, ragged, delimiter=",")
+    code, text, err = run(capsys, "predict", str(out), str(var))
+    assert code == 0 and len(text.strip().splitlines()) == 3
+    assert f"tsformer: note: var.csv holds series of 12-30 points; resampled to {t}" in err
+    # the same rows behind a label column of the model's classes: read as labelled
+    np.savetxt(var, np.column_stack([[-1, 1], ragged]), delimiter=",")
+    code, text2, err = run(capsys, "predict", str(out), str(var))
+    assert code == 0 and text2 == text and "12-30 points" in err
+    # whose longest series is the model's length: resampled all the same, and said so
+    full = np.full((2, t + 1), np.nan)
+    full[0, :t], full[1, :5] = np.sin(np.arange(t)), 1.0
+    np.savetxt(var, full, delimiter=",")
+    code, text3, err = run(capsys, "predict", str(out), str(var))
+    assert code == 0 and f"of 5-{t} points; resampled to {t}" in err
+    # values that are not classes are not labels, unless --labels says they are
+    np.savetxt(var, np.column_stack([[7, 8], ragged]), delimiter=",")
+    code, text4, err = run(capsys, "predict", str(out), str(var))
+    assert code == 0 and "13-31 points" in err
+    code, text5, err = run(capsys, "predict", str(out), str(var), "--labels")
+    assert code == 0 and text5 == text and "12-30 points" in err
+    # evaluation needs labels: an unseen class is named, not taken for a value
+    code, _, err = run(capsys, "evaluate", str(out), "--file", str(var))
+    assert code == 2 and "7" in err and "class" in err
 
 
 @pytest.mark.parametrize("content, message", [

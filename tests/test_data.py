@@ -9,6 +9,7 @@ import io
 import json
 import socket
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -325,6 +326,70 @@ def test_nan_inf_in_file(tmp_path: Path, bad: str) -> None:
     _raises(data.load_file, p, match="line 2, column 2")
 
 
+def test_unequal_lengths_padded_with_trailing_nan_are_resampled(tmp_path: Path) -> None:
+    # The UCR archive pads shorter series with NaN; train is resampled to its longest series,
+    # test to the training length, each with a warning (never silently).
+    d = tmp_path / "Var"
+    d.mkdir()
+    nan = "NaN"
+    _write_rows(d / "Var_TRAIN.tsv", [[1, 0, 1, 2, 3, 4], [2, 0, 2, 4, nan, nan],
+                                      [1, 5, 5, 5, 5, 5]])
+    _write_rows(d / "Var_TEST.tsv", [[1, 0, 1, 2, 3, 4, 5, 6], [2, 7] + [nan] * 6])
+    with pytest.warns(data.ResampledWarning) as notes:
+        s = data.load_dataset(d)
+    assert {Path(n.filename).name for n in notes} == {"test_data.py"}  # the caller's line
+    assert [str(n.message) for n in notes] == [
+        "Var_TRAIN.tsv holds series of 3-5 points; resampled to 5",
+        "Var_TEST.tsv holds series of 1-7 points; resampled to 5"]
+    assert s.X_train.shape == (3, 1, 5) and s.X_test.shape == (2, 1, 5)
+    np.testing.assert_allclose(s.X_train[1, 0], [0, 1, 2, 3, 4])  # 0, 2, 4 stretched
+    np.testing.assert_allclose(s.X_test[0, 0], [0, 1.5, 3, 4.5, 6])  # 7 points squeezed
+    np.testing.assert_allclose(s.X_test[1, 0], [7] * 5)  # a single point: constant
+    # an explicit length wins; an equal-length file is never resampled
+    with pytest.warns(data.ResampledWarning, match="resampled to 9"):
+        X, _ = data.load_file(d / "Var_TRAIN.tsv", length=9)
+    np.testing.assert_allclose(X[0, 0], np.linspace(0, 4, 9), atol=1e-6)
+    eq = _write_rows(tmp_path / "eq.tsv", [[1, 0, 1], [2, 2, 3]])
+    assert data.load_file(eq, length=9)[0].shape == (2, 1, 2)
+    # NaN inside a series is a missing value, not padding; so is a row with no value
+    _write_rows(d / "Var_TRAIN.tsv", [[1, 0, nan, 2], [2, 0, 2, 4]])
+    _raises(data.load_dataset, d, match="line 1, column 3")
+    _write_rows(d / "Var_TRAIN.tsv", [[1, 0, 2, 4], [2, nan, nan, nan]])
+    _raises(data.load_dataset, d, match="line 2 has no values")
+    _write_rows(d / "Var_TRAIN.tsv", [[1, 0, 2, nan], [2, 0, 2, "inf"]])  # inf is never padding
+    _raises(data.load_dataset, d, match="line 2, column 4")
+    _raises(data.load_file, eq, length=0, match="length must be")
+    # equal-length files load without a note
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.load_file(eq)
+
+
+def test_ts_declared_unequal_length_is_resampled(tmp_path: Path) -> None:
+    X, y = _toy(2, 2, 4)
+    p = tmp_path / "var.ts"
+    p.write_text(_ts_text(X, y, extra_header="@equalLength false")
+                 + "0,1,2,3,4,5,6,7:0,0,0,0,0,0,0,0:run\n")
+    with pytest.warns(data.ResampledWarning, match="4-8 points; resampled to 8"):
+        Xr, yr = data.load_file(p)
+    assert Xr.shape == (3, 2, 8) and list(yr[-1:]) == ["run"]
+    np.testing.assert_allclose(Xr[2, 0], np.arange(8))
+    np.testing.assert_allclose(Xr[0, 1], np.interp(np.linspace(0, 3, 8), np.arange(4), X[0, 1]),
+                               atol=1e-5)
+    p.write_text(_ts_text(X, y, extra_header="@equalLength false") + "0,1,2:0,1:run\n")
+    _raises(data.load_file, p, match="channel 1 has 3")
+
+
+def test_resample_and_ragged_arrays() -> None:
+    out = data.resample([np.arange(3.0), np.array([[1.0, 3.0]])], 5)
+    np.testing.assert_allclose(out[:, 0], [[0, 0.5, 1, 1.5, 2], [1, 1.5, 2, 2.5, 3]])
+    _raises(data.resample, [np.zeros((2, 3)), np.zeros((1, 3))], 4, match="same channels")
+    _raises(data.resample, [np.zeros(3)], 0, match="length must be")
+    _raises(data.resample, [np.array([1.0, np.nan])], 4, match="NaN")
+    # in memory, ragged series are an error that names the way out
+    _raises(data.check_X, [[1, 2, 3], [4, 5]], match="tsformer.data.resample")
+
+
 def test_single_class_and_mismatched_splits(tmp_path: Path) -> None:
     one = tmp_path / "One"
     one.mkdir()
@@ -357,8 +422,8 @@ def test_directory_without_pair_and_lonely_file(tmp_path: Path) -> None:
     [
         ("", "1,2,?,4:run", "missing values"),
         ("@timestamps true", "1,2,3,4:run", "timestamps"),
-        ("@equalLength false", "1,2,3,4:run", "unequal-length"),
-        ("", "1,2,3:run", "unequal-length"),
+        ("", "1,2,3:run", "declare @equalLength false"),
+        ("@equalLength false", "1,2,NaN:run", "NaN or infinite"),
         ("", "1,2,x,4:run", "non-numeric value 'x'"),
     ],
 )

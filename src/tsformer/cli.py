@@ -12,6 +12,7 @@ import io
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -40,6 +41,20 @@ def _info(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _notes_as_lines(show: Any) -> Any:
+    """A ``warnings.showwarning`` that prints the data layer's notes (e.g. unequal-length
+    series resampled) as one line each, and leaves other warnings to ``show``."""
+    from .data import ResampledWarning
+
+    def note(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if issubclass(category, ResampledWarning):
+            _info(f"tsformer: note: {message}")
+        else:
+            show(message, category, *rest, **kw)
+
+    return note
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -56,22 +71,55 @@ def _load_config_file(path: str) -> dict[str, Any]:
     return cfg
 
 
-def _read_for_model(path: str, n_channels: int, n_timepoints: int
+def _read_for_model(path: str, n_channels: int, n_timepoints: int, classes: Sequence[Any],
+                    labels: bool | None = None, evaluating: bool = False
                     ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Series from a file for a model, with labels if the file has a label column."""
-    from .data import load_file
+    """Series from a file for a model, with labels if the file has a label column
+    (``labels``: None to tell from the file, True/False to say; ``evaluating``: labels are
+    needed, so an unequal-length file's first column is its labels).
 
-    X, y = load_file(path, labels=None)
-    if X.shape[1:] == (n_channels, n_timepoints):
-        return X, y
-    if y is not None and n_channels == 1:  # a CSV/TSV without labels read as one
-        X2, _ = load_file(path, labels=False)
-        if X2.shape[1:] == (n_channels, n_timepoints):
-            return X2, None
-    raise DataError(
-        f"{path} holds series of {X.shape[1]} channel(s) x {X.shape[2]} points but the model "
-        f"expects {n_channels} x {n_timepoints}; series are never resampled silently"
-    )
+    An equal-length file must have the model's length (series are never resampled
+    silently).  An unequal-length file (NaN-padded rows, ``@equalLength false``) is resampled
+    to it with a note; as its shape can no longer tell, its first column is taken as labels
+    when every value in it is one of the model's classes, unless ``labels`` says."""
+    import warnings
+
+    from .data import ResampledWarning, load_file
+
+    def probe(lab: bool | None) -> tuple[np.ndarray, np.ndarray | None, bool] | None:
+        """The file read without forcing a length, and whether it had unequal lengths."""
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ResampledWarning)
+                X, y = load_file(path, labels=lab)
+        except DataError:
+            if lab is False:  # e.g. a text label column read as a value
+                return None
+            raise
+        return X, y, any(issubclass(w.category, ResampledWarning) for w in caught)
+
+    tries = [labels] if labels is not None else [None, False]
+    seen = [r for r in (probe(lab) for lab in tries) if r is not None]
+    unequal = any(r[2] for r in seen)
+    if not unequal:
+        for lab, (X, y, _) in zip(tries, seen, strict=False):
+            if X.shape[1:] == (n_channels, n_timepoints):
+                return X, (None if lab is False else y)
+        X = seen[0][0]
+        raise DataError(
+            f"{path} holds series of {X.shape[1]} channel(s) x {X.shape[2]} points but the "
+            f"model expects {n_channels} x {n_timepoints}; series are never resampled silently")
+    if labels is None and evaluating:
+        labels = True
+    elif labels is None:
+        y = seen[0][1]
+        known = {str(c) for c in classes}
+        labels = y is not None and all(str(v) in known for v in y)
+    X, y = load_file(path, labels=labels if labels else False, length=n_timepoints)  # + note
+    if X.shape[1:] != (n_channels, n_timepoints):
+        raise DataError(f"{path} holds series of {X.shape[1]} channel(s) but the model expects "
+                        f"{n_channels}")
+    return X, y
 
 
 # --------------------------------------------------------------------------- train
@@ -120,7 +168,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         Xtr, ytr = load_file(args.train_file)
         if args.test_file:
-            Xte, yte = load_file(args.test_file)
+            Xte, yte = load_file(args.test_file, length=Xtr.shape[2])
         else:
             Xte, yte = None, None
         name = Path(args.train_file).stem
@@ -226,7 +274,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, cfg = load_pretrained(args.run_dir)
     n_ch, n_t = cfg["input"]["n_channels"], cfg["input"]["n_timepoints"]
     if args.file:
-        X, y = _read_for_model(args.file, n_ch, n_t)
+        X, y = _read_for_model(args.file, n_ch, n_t, cfg["classes"], evaluating=True)
         if y is None:
             raise DataError(f"{args.file} has no label column; evaluation needs labels")
         what = args.file
@@ -254,7 +302,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .train import predict_logits
 
     model, cfg = load_pretrained(args.run_dir)
-    X, _ = _read_for_model(args.file, cfg["input"]["n_channels"], cfg["input"]["n_timepoints"])
+    X, _ = _read_for_model(args.file, cfg["input"]["n_channels"], cfg["input"]["n_timepoints"],
+                           cfg["classes"], labels=args.labels)
     proba = torch.softmax(predict_logits(model, X, batch_size=args.batch_size), 1).numpy()
     classes = cfg["classes"]
     labels = [classes[i] for i in proba.argmax(1)]
@@ -378,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "json"], default="csv")
     p.add_argument("--output", help="write here instead of stdout")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether FILE's first column is labels (default: told from the file; "
+                   "for unequal-length files, labels if every value is one of the classes)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("summary", help="layer table of a preset, like Keras' model.summary()")
@@ -399,7 +451,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "preset", "x") is None and args.command == "summary":
         args.preset = "seed"
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restores the filters and showwarning after
+            from .data import ResampledWarning
+
+            warnings.simplefilter("always", ResampledWarning)  # once per file, not per place
+            warnings.showwarning = _notes_as_lines(warnings.showwarning)
+            return int(args.func(args) or 0)
     except TsformerError as e:
         return _fail(str(e))
     except KeyboardInterrupt:

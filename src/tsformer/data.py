@@ -14,8 +14,10 @@ import difflib
 import http.client
 import importlib.util
 import io
+import numbers
 import os
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -45,6 +47,8 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "load_file",
+    "resample",
+    "ResampledWarning",
 ]
 
 DATA_URL_ENV = "TSFORMER_DATA_URL"
@@ -378,7 +382,8 @@ def _find_sibling(path: Path, stem: str, kind: str) -> Path | None:
 
 def _load_pair(train: Path, test: Path, *, name: str, source: str) -> Splits:
     X_train, y_train = load_file(train, labels=True)
-    X_test, y_test = load_file(test, labels=True)
+    # unequal-length test series are resampled to the training length
+    X_test, y_test = load_file(test, labels=True, length=X_train.shape[2])
     return _make_splits(
         X_train, y_train, X_test, y_test, name=name, source=source, where=(train.name, test.name)
     )
@@ -459,15 +464,25 @@ def _unsupported_ext_message(path: Path) -> str:
 
 
 def load_file(
-    path: str | os.PathLike, *, labels: bool | None = None
+    path: str | os.PathLike, *, labels: bool | None = None, length: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read one set of series: ``(X, y)``, X float32 ``(n, channels, timepoints)``.
 
     ``labels=None`` means auto: tsv/csv have a label first column, .ts says so in its
     ``@classLabel`` header, .npz has a ``y`` array.  ``labels=False`` reads a tsv/csv whose
     every column is a value (series to predict); ``labels=True`` insists on labels.
+
+    Unequal-length series, as the archives store them (tsv/csv rows padded with trailing
+    NaN, .ts files with ``@equalLength false``), are resampled (:func:`resample`) to
+    ``length`` points, or to the longest series' length, with a :class:`ResampledWarning`
+    saying so.  Equal-length files are returned as they are, whatever ``length`` says
+    (a padded or ``@equalLength false`` file whose series share one length is resampled only
+    if ``length`` differs from it).
     """
     path = Path(os.fspath(path)).expanduser()
+    if length is not None and (isinstance(length, bool) or not isinstance(
+            length, numbers.Integral) or length < 1):
+        raise DataError(f"length must be a whole number >= 1, not {length!r}")
     if not path.exists():
         raise DataError(f"file not found: {path}; check the path")
     if path.is_dir():
@@ -481,9 +496,9 @@ def load_file(
     except OSError as e:
         raise DataError(f"cannot read {path} ({e.strerror or e}); check its permissions") from None
     if ext in (".tsv", ".csv"):
-        return _read_delimited(path, "\t" if ext == ".tsv" else ",", labels)
+        return _read_delimited(path, "\t" if ext == ".tsv" else ",", labels, length)
     if ext == ".ts":
-        return _read_ts(path, labels)
+        return _read_ts(path, labels, length)
     if ext == ".npy":
         if labels:
             raise DataError(
@@ -575,7 +590,7 @@ def _split_row(line: str, delim: str) -> list[str]:
 
 
 def _read_delimited(
-    path: Path, delim: str, labels: bool | None
+    path: Path, delim: str, labels: bool | None, length: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """UCR-style rows: label then values, one univariate series a row.
 
@@ -627,12 +642,24 @@ def _read_delimited(
         raise DataError(f"{path} has a header row but no series")
     bad = ~np.isfinite(X)
     if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise DataError(
-            f"{path.name} line {skip + r + 1}, column {c + 1 + has_labels}: value "
-            f"{float(X[r, c])} is missing or infinite; missing values and unequal-length series "
-            "(NaN padding) are not supported yet: fill, resample or drop those series"
-        )
+        # Trailing NaN is how the UCR archive pads shorter series; anything else is missing.
+        ends = X.shape[1] - np.argmax(~bad[:, ::-1], axis=1)  # one past each last finite value
+        ends[bad.all(1)] = 0
+        inside = bad & (np.arange(X.shape[1])[None, :] < ends[:, None])
+        if (ends == 0).any():
+            r = int(np.argmax(ends == 0))
+            raise DataError(f"{path.name} line {skip + r + 1} has no values, only NaN; "
+                            "drop that row")
+        wrong = inside | np.isinf(X)  # missing values, or infinities (never padding)
+        if wrong.any():
+            r, c = np.argwhere(wrong)[0]
+            raise DataError(
+                f"{path.name} line {skip + r + 1}, column {c + 1 + has_labels}: value "
+                f"{float(X[r, c])} is missing or infinite; missing values are not supported "
+                "yet (only trailing NaN, the archive's padding of shorter series): fill or "
+                "drop those series"
+            )
+        X = _resampled([row[None, :n] for row, n in zip(X, ends, strict=True)], length, path)
     X = check_X(X, what=path.name)
     if y is None:
         return X, None
@@ -669,8 +696,8 @@ def _raise_parse_error(path: Path, delim: str, skip: int, ncols: int, first_valu
             if len(row) != ncols:
                 raise DataError(
                     f"{path.name} line {lineno} has {len(row)} columns but the first row has "
-                    f"{ncols}; every row must be one series of the same length (unequal-length "
-                    "series are not supported yet: pad or resample them)"
+                    f"{ncols}; give every row the same number of columns (pad shorter series "
+                    "with trailing NaN: they are then resampled to one length)"
                 )
             for col in range(first_value_col, len(row)):
                 cell = row[col]
@@ -698,9 +725,11 @@ def _ts_lines(f: io.TextIOBase) -> Iterator[tuple[int, str]]:
             yield lineno, line
 
 
-def _read_ts(path: Path, labels: bool | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_ts(path: Path, labels: bool | None, length: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
     """The sktime/UEA ``.ts`` format: ``@`` headers, ``@data``, rows ``ch1:ch2:...:label``."""
     has_labels = False
+    equal_length = True
     series: list[list[str]] = []
     ys: list[str] = []
     first_row: tuple[int, int, int] | None = None  # line, channels, length
@@ -724,10 +753,7 @@ def _read_ts(path: Path, labels: bool | None) -> tuple[np.ndarray, np.ndarray | 
                             "give the values only, one comma-separated list per channel"
                         )
                     elif key == "equallength" and value.startswith("false"):
-                        raise DataError(
-                            f"{path.name} declares @equalLength false: unequal-length series are "
-                            "not supported yet; pad or resample them to one length"
-                        )
+                        equal_length = False  # resampled below, as the file declares
                     elif key == "targetlabel" and value.startswith("true"):
                         raise DataError(
                             f"{path.name} has regression targets (@targetLabel); "
@@ -749,21 +775,27 @@ def _read_ts(path: Path, labels: bool | None) -> tuple[np.ndarray, np.ndarray | 
                             "means each row ends with ':label'"
                         )
                     ys.append(fields.pop().strip())
-                length = fields[0].count(",") + 1
+                series_len = fields[0].count(",") + 1
                 if first_row is None:
-                    first_row = (lineno, len(fields), length)
+                    first_row = (lineno, len(fields), series_len)
                 elif len(fields) != first_row[1]:
                     raise DataError(
                         f"{path.name} line {lineno} has {len(fields)} channel(s) but line "
                         f"{first_row[0]} has {first_row[1]}; every series needs the same channels"
                     )
                 for ch, text in enumerate(fields):
-                    n = length if ch == 0 else text.count(",") + 1
-                    if n != first_row[2]:
+                    n = series_len if ch == 0 else text.count(",") + 1
+                    if equal_length and n != first_row[2]:
                         raise DataError(
                             f"{path.name} line {lineno}, channel {ch + 1} has length {n} but line "
-                            f"{first_row[0]} has {first_row[2]}: unequal-length series are not "
-                            "supported yet; pad or resample them to one length"
+                            f"{first_row[0]} has {first_row[2]}; declare @equalLength false if "
+                            "the series' lengths differ (they are then resampled to one length)"
+                        )
+                    if n != series_len:
+                        raise DataError(
+                            f"{path.name} line {lineno}, channel {ch + 1} has length {n} but "
+                            f"channel 1 has {series_len}; the channels of a series must have "
+                            "one length"
                         )
                 series.append(fields)
     except UnicodeDecodeError:
@@ -777,21 +809,34 @@ def _read_ts(path: Path, labels: bool | None) -> tuple[np.ndarray, np.ndarray | 
             f"{path.name} has no class labels (@classLabel false); training data needs labels"
         )
     n, c, t = len(series), first_row[1], first_row[2]
-    flat = ",".join(",".join(fields) for fields in series)
     try:
-        X = np.array(flat.split(","), dtype=np.float64).reshape(n, c, t)
+        if equal_length:
+            flat = ",".join(",".join(fields) for fields in series)
+            X = np.array(flat.split(","), dtype=np.float64).reshape(n, c, t)
+        else:
+            parts = [np.array([text.split(",") for text in fields], dtype=np.float64)
+                     for fields in series]
     except ValueError:
         _raise_ts_cell_error(path, series)
+    if not equal_length:
+        for i, part in enumerate(parts):
+            if not np.isfinite(part).all():
+                ch, tt = np.argwhere(~np.isfinite(part))[0]
+                _raise_ts_missing(path, i, ch, tt)
+        X = _resampled(parts, length, path)
     bad = ~np.isfinite(X)
     if bad.any():
-        i, ch, tt = np.argwhere(bad)[0]
-        raise DataError(
-            f"{path.name} series {i + 1}, channel {ch + 1}, timepoint {tt + 1} is NaN or "
-            "infinite; missing values are not supported yet: fill or drop those series"
-        )
+        _raise_ts_missing(path, *np.argwhere(bad)[0])
     X = check_X(X, what=path.name)
     y = _labels_from_text(np.array(ys), what=f"labels in {path.name}") if has_labels else None
     return X, (y if labels is not False else None)
+
+
+def _raise_ts_missing(path: Path, i: int, ch: int, tt: int):
+    raise DataError(
+        f"{path.name} series {i + 1}, channel {ch + 1}, timepoint {tt + 1} is NaN or "
+        "infinite; missing values are not supported yet: fill or drop those series"
+    )
 
 
 def _raise_ts_cell_error(path: Path, series: list[list[str]]):
@@ -809,6 +854,55 @@ def _raise_ts_cell_error(path: Path, series: list[list[str]]):
 # --------------------------------------------------------------------------- validation
 
 
+class ResampledWarning(UserWarning):
+    """Unequal-length series were resampled to one length (never done silently)."""
+
+
+def resample(series: Sequence[Any], length: int) -> np.ndarray:
+    """Series of any lengths, each ``(channels, t_i)`` or ``(t_i,)``, linearly interpolated to
+    ``length`` points over the same span: float32 ``(n, channels, length)``.
+
+    How unequal-length sets become one array the models can take (the UCR archive's own
+    equal-length versions of its variable-length sets are resampled the same way); use it on
+    your own ragged data before ``fit``/``predict``.
+    """
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
+        raise DataError(f"length must be a whole number >= 1, not {length!r}")
+    arrays = [np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in series]
+    if not arrays:
+        raise DataError("no series to resample")
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise DataError("series to resample hold NaN or infinite values; strip the padding "
+                        "(e.g. s[~np.isnan(s)]) and fill missing values first")
+    channels = {a.shape[0] for a in arrays}
+    if len(channels) > 1 or any(a.ndim != 2 or a.shape[1] == 0 for a in arrays):
+        shapes = sorted({a.shape for a in arrays})[:3]
+        raise DataError("every series must be (channels, timepoints) with the same channels "
+                        f"and at least one point; got shapes such as {shapes}")
+    out = np.empty((len(arrays), arrays[0].shape[0], length), dtype=np.float32)
+    grid = np.linspace(0.0, 1.0, length)
+    for i, a in enumerate(arrays):
+        src = np.linspace(0.0, 1.0, a.shape[1]) if a.shape[1] > 1 else None
+        for ch in range(a.shape[0]):
+            out[i, ch] = a[ch, 0] if src is None else np.interp(grid, src, a[ch])
+    return out
+
+
+def _resampled(series: list[np.ndarray], length: int | None, path: Path) -> np.ndarray:
+    lengths = [s.shape[-1] for s in series]
+    target = length if length is not None else max(lengths)
+    if min(lengths) == max(lengths) == target:
+        return np.stack(series)
+    span = f"{min(lengths)}-{max(lengths)}" if min(lengths) < max(lengths) else str(target)
+    # Attributed to the first caller outside tsformer (load_dataset's caller, say).
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("tsformer"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"{path.name} holds series of {span} points; resampled to {target}",
+                  ResampledWarning, stacklevel=level)
+    return resample(series, target)
+
+
 def check_X(X: Any, *, what: str = "X") -> np.ndarray:
     """Validate series and return them float32 ``(n_cases, n_channels, n_timepoints)``.
 
@@ -821,8 +915,8 @@ def check_X(X: Any, *, what: str = "X") -> np.ndarray:
         arr = np.asarray(X)
     except ValueError:
         raise DataError(
-            f"{what} is ragged: its series have different lengths; unequal-length series are "
-            "not supported yet, pad or resample them to one length"
+            f"{what} is ragged: its series have different lengths; resample them to one "
+            "length first, e.g. tsformer.data.resample(series, length)"
         ) from None
     if arr.dtype.kind not in "biuf":
         if arr.dtype.kind == "c":
@@ -834,8 +928,8 @@ def check_X(X: Any, *, what: str = "X") -> np.ndarray:
                 isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, str) for v in arr.flat
             ):
                 raise DataError(
-                    f"{what} is ragged: its series have different lengths; unequal-length "
-                    "series are not supported yet, pad or resample them to one length"
+                    f"{what} is ragged: its series have different lengths; resample them to "
+                    "one length first, e.g. tsformer.data.resample(series, length)"
                 ) from None
             bad = next((v for v in arr.flat if not _is_number_like(v)), None)
             bad = bad.item() if isinstance(bad, np.generic) else bad
