@@ -480,9 +480,8 @@ def load_file(
     if ``length`` differs from it).
     """
     path = Path(os.fspath(path)).expanduser()
-    if length is not None and (isinstance(length, bool) or not isinstance(
-            length, numbers.Integral) or length < 1):
-        raise DataError(f"length must be a whole number >= 1, not {length!r}")
+    if length is not None:
+        _check_length(length)
     if not path.exists():
         raise DataError(f"file not found: {path}; check the path")
     if path.is_dir():
@@ -818,15 +817,15 @@ def _read_ts(path: Path, labels: bool | None, length: int | None = None
                      for fields in series]
     except ValueError:
         _raise_ts_cell_error(path, series)
-    if not equal_length:
-        for i, part in enumerate(parts):
+    if equal_length:
+        bad = ~np.isfinite(X)
+        if bad.any():
+            _raise_ts_missing(path, *np.argwhere(bad)[0])
+    else:
+        for i, part in enumerate(parts):  # before resampling, to name the series' own point
             if not np.isfinite(part).all():
-                ch, tt = np.argwhere(~np.isfinite(part))[0]
-                _raise_ts_missing(path, i, ch, tt)
+                _raise_ts_missing(path, i, *np.argwhere(~np.isfinite(part))[0])
         X = _resampled(parts, length, path)
-    bad = ~np.isfinite(X)
-    if bad.any():
-        _raise_ts_missing(path, *np.argwhere(bad)[0])
     X = check_X(X, what=path.name)
     y = _labels_from_text(np.array(ys), what=f"labels in {path.name}") if has_labels else None
     return X, (y if labels is not False else None)
@@ -866,8 +865,7 @@ def resample(series: Sequence[Any], length: int) -> np.ndarray:
     equal-length versions of its variable-length sets are resampled the same way); use it on
     your own ragged data before ``fit``/``predict``.
     """
-    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
-        raise DataError(f"length must be a whole number >= 1, not {length!r}")
+    _check_length(length)
     arrays = [np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in series]
     if not arrays:
         raise DataError("no series to resample")
@@ -886,6 +884,11 @@ def resample(series: Sequence[Any], length: int) -> np.ndarray:
         for ch in range(a.shape[0]):
             out[i, ch] = a[ch, 0] if src is None else np.interp(grid, src, a[ch])
     return out
+
+
+def _check_length(length: Any) -> None:
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
+        raise DataError(f"length must be a whole number >= 1, not {length!r}")
 
 
 def _resampled(series: list[np.ndarray], length: int | None, path: Path) -> np.ndarray:
