@@ -228,7 +228,6 @@ def run_tune(
     base_model, base_train = base["model"], base["train"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(storage, study_name, pruner=pruner)
-    study.set_user_attr("data", data_shape(X, n_classes))  # best_config scales by it
     for key, value in (("preset", preset), ("n_timepoints", int(X.shape[2]))):
         have = study.user_attrs.get(key)
         if have is None:
@@ -236,6 +235,7 @@ def run_tune(
         elif have != value:
             raise ConfigError(f"study {study_name!r} was started with {key} {have!r}, not "
                               f"{value!r}; use another --study name")
+    study.set_user_attr("data", data_shape(X, n_classes))  # best_config scales by it
 
     def objective(trial: optuna.Trial) -> float:
         model_over, train_over = suggest(trial, space)
