@@ -156,6 +156,11 @@ def test_predict_refuses_wrong_length_and_existing_out(trained, tmp_path, capsys
     assert code == 0 and "13-31 points" in err
     code, text5, err = run(capsys, "predict", str(out), str(var), "--labels")
     assert code == 0 and text5 == text and "12-30 points" in err
+    # --no-labels on a file whose first column is text: that column, named, not a traceback
+    txt = tmp_path / "text.csv"
+    txt.write_text("a," + ",".join(["1"] * t) + "\n")
+    code, _, err = run(capsys, "predict", str(out), str(txt), "--no-labels")
+    assert code == 2 and "non-numeric value 'a'" in err and len(err.strip().splitlines()) == 1
     # evaluation needs labels: an unseen class is named, not taken for a value
     code, _, err = run(capsys, "evaluate", str(out), "--file", str(var))
     assert code == 2 and "7" in err and "class" in err
