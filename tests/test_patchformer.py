@@ -179,6 +179,8 @@ def test_auto_params_scale_with_the_data():
     assert net.stem[0].kernel_size == (63,) and net.stem[3].kernel_size == (63,)
     # tiny sets: all data trains, small batches, more epochs; big sets: a validation split
     assert small["train"]["validation_split"] == 0 and big["train"]["validation_split"] > 0
+    # without validation data the final weights are kept; with it, the best by val loss
+    assert (small["train"]["restore_best"], big["train"]["restore_best"]) == (False, True)
     # window warping for small sets only (it cost FordA 2.5 points); the rest is shared
     assert small["train"]["augment"] == ["scale", "shift", "jitter", "warp"]
     assert big["train"]["augment"] == ["scale", "shift", "jitter"]

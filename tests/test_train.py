@@ -75,6 +75,24 @@ def test_best_weights_are_restored():
     assert h.best_epoch == int(np.argmin(losses)) + 1
 
 
+def test_without_restore_best_the_final_weights_are_kept():
+    # patchformer's small-data rule: no validation data, so the schedule's end is kept
+    X = np.random.default_rng(1).normal(size=(64, 1, 30)).astype(np.float32)
+    y = np.arange(64) % 2
+    model = _tiny(dropout=0.0, mlp_dropout=0.0)
+    snaps = {}
+
+    def snap(epoch, row):
+        snaps[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    h = fit(model, X, y, TrainConfig(lr=0.05, epochs=6, patience=None, restore_best=False,
+                                     validation_split=0.0, mixup=0.2, verbose=0),
+            on_epoch_end=snap)
+    assert h.best_epoch < 6  # so keeping the final weights is a real choice here
+    assert all(torch.equal(v, snaps[6][k]) for k, v in model.state_dict().items())
+    assert not all(torch.equal(v, snaps[h.best_epoch][k]) for k, v in model.state_dict().items())
+
+
 def test_seeded_runs_are_reproducible_on_cpu():
     X = np.random.default_rng(2).normal(size=(48, 1, 30)).astype(np.float32)
     y = np.arange(48) % 2
