@@ -58,7 +58,8 @@ def test_early_stopping_counts_patience_like_keras():
     assert len(h.rows) == 4 and h.best_epoch == 1 and h.stopped_early
 
 
-def test_best_weights_are_restored():
+def _fit_with_snapshots(cfg: TrainConfig):
+    """A tiny model trained on noise, with its weights copied at every epoch's end."""
     X = np.random.default_rng(1).normal(size=(64, 1, 30)).astype(np.float32)
     y = np.arange(64) % 2
     model = _tiny(dropout=0.0, mlp_dropout=0.0)
@@ -67,30 +68,27 @@ def test_best_weights_are_restored():
     def snap(epoch, row):
         snaps[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
 
-    h = fit(model, X, y, TrainConfig(lr=0.05, epochs=6, patience=None, verbose=0),
-            on_epoch_end=snap)
+    h = fit(model, X, y, cfg, on_epoch_end=snap)
+    return model.state_dict(), h, snaps
+
+
+def test_best_weights_are_restored():
+    state, h, snaps = _fit_with_snapshots(
+        TrainConfig(lr=0.05, epochs=6, patience=None, verbose=0))
     best = snaps[h.best_epoch]
-    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(v, best[k]) for k, v in state.items())
     losses = [r["val_loss"] for r in h.rows]
     assert h.best_epoch == int(np.argmin(losses)) + 1
 
 
 def test_without_restore_best_the_final_weights_are_kept():
     # patchformer's small-data rule: no validation data, so the schedule's end is kept
-    X = np.random.default_rng(1).normal(size=(64, 1, 30)).astype(np.float32)
-    y = np.arange(64) % 2
-    model = _tiny(dropout=0.0, mlp_dropout=0.0)
-    snaps = {}
-
-    def snap(epoch, row):
-        snaps[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
-
-    h = fit(model, X, y, TrainConfig(lr=0.05, epochs=6, patience=None, restore_best=False,
-                                     validation_split=0.0, mixup=0.2, verbose=0),
-            on_epoch_end=snap)
+    state, h, snaps = _fit_with_snapshots(
+        TrainConfig(lr=0.05, epochs=6, patience=None, restore_best=False,
+                    validation_split=0.0, mixup=0.2, verbose=0))
     assert h.best_epoch < 6  # so keeping the final weights is a real choice here
-    assert all(torch.equal(v, snaps[6][k]) for k, v in model.state_dict().items())
-    assert not all(torch.equal(v, snaps[h.best_epoch][k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(v, snaps[6][k]) for k, v in state.items())
+    assert not all(torch.equal(v, snaps[h.best_epoch][k]) for k, v in state.items())
 
 
 def test_seeded_runs_are_reproducible_on_cpu():
