@@ -251,6 +251,56 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys):
     assert (out / "results.md").read_text().startswith("# Benchmark")
 
 
+def test_stratified_resample_keeps_class_counts_and_every_series():
+    from tsformer.benchmark import _load
+    from tsformer.data import stratified_resample
+
+    X, y, Xt, yt = _load("Chinatown")[:4]
+    same = stratified_resample(X, y, Xt, yt, 0)
+    assert all(a is b for a, b in zip(same, (X, y, Xt, yt), strict=True))  # seed 0: archive
+    X1, y1, Xt1, yt1 = stratified_resample(X, y, Xt, yt, 1)
+    assert np.array_equal(np.bincount(y1), np.bincount(y)) and len(yt1) == len(yt)
+    pooled = np.concatenate([X, Xt]).reshape(len(y) + len(yt), -1)
+    redrawn = np.concatenate([X1, Xt1]).reshape(len(pooled), -1)
+    assert sorted(map(bytes, pooled)) == sorted(map(bytes, redrawn))  # a partition, no copies
+    assert not np.array_equal(X1, X)  # a new draw
+    again = stratified_resample(X, y, Xt, yt, 1)[0]
+    assert np.array_equal(again, X1) and not np.array_equal(
+        stratified_resample(X, y, Xt, yt, 2)[0], X1)  # reproducible, one draw per seed
+
+
+def test_benchmark_resamples(tmp_path, monkeypatch):
+    """Each resample trains on its own split; live MiniRocket is averaged over the same ones."""
+    from tsformer import benchmark
+
+    seen = []
+
+    def fake_train(preset, X, y, Xt, yt, n_classes, *, seed, **kw):
+        seen.append((X.sum(), seed))
+        return {"accuracy": 0.5 + 0.1 * len(seen), "train_seconds": 1.0,
+                "train_cpu_seconds": 1.0}
+
+    monkeypatch.setattr(benchmark, "train_and_test", fake_train)
+    monkeypatch.setattr(benchmark, "live_minirocket",
+                        lambda X, y, Xt, yt, n: {"accuracy": float(X.sum() > 0),
+                                                 "train_seconds": 2.0})
+    out = tmp_path / "b"
+    res = benchmark.run_benchmark(["Chinatown"], resamples=3, seeds=2, out=out, progress=False)
+    assert len(seen) == 6 and len({s for s, _ in seen}) == 3  # 3 splits, 2 seeds each
+    assert [r["resample"] for r in res[0]["runs"]] == [0, 0, 1, 1, 2, 2]
+    assert res[0]["acc_mean"] == pytest.approx(0.85)
+    assert len(res[0]["minirocket_live"]["per_resample"]) == 3
+    row = next(csv.DictReader(open(out / "results.csv")))
+    assert (row["resamples"], row["seeds"]) == ("3", "2")
+
+
+def test_benchmark_rejects_zero_resamples(capsys):
+    from tsformer.cli import main
+
+    assert main(["benchmark", "--datasets", "Chinatown", "--resamples", "0", "--quiet"]) == 2
+    assert "--resamples must be >= 1" in capsys.readouterr().err
+
+
 def test_benchmark_rejects_bad_overrides(capsys, tmp_path):
     from tsformer.cli import main
 

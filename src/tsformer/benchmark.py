@@ -153,6 +153,17 @@ def live_minirocket(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray
         return pool.submit(_minirocket, X_train, y_train, X_test, y_test, n_jobs).result()
 
 
+def _mean_live(lives: list[dict[str, float] | None]) -> dict[str, Any] | None:
+    """Live MiniRocket over the resamples: mean accuracy and fit time, and each one's."""
+    if not lives or any(v is None for v in lives):
+        return None
+    if len(lives) == 1:
+        return lives[0]
+    return {"accuracy": float(np.mean([v["accuracy"] for v in lives])),
+            "train_seconds": float(np.mean([v["train_seconds"] for v in lives])),
+            "per_resample": lives}
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -162,7 +173,7 @@ def _fmt(v: float | None, spec: str = ".4f") -> str:
 
 def summarise(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Table header and rows (one per dataset plus the mean over datasets)."""
-    header = ["dataset", "train", "length", "classes", "acc_mean", "acc_std", "seeds",
+    header = ["dataset", "train", "length", "classes", "acc_mean", "acc_std", "resamples", "seeds",
               "train_s", "cpu_s", "minirocket_published", "delta", "minirocket_live",
               "minirocket_live_s"]
     rows = []
@@ -170,7 +181,8 @@ def summarise(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
         delta = (r["acc_mean"] - r["published"]) if r["published"] is not None else None
         live = r.get("minirocket_live") or {}
         rows.append([r["dataset"], str(r["n_train"]), str(r["length"]), str(r["n_classes"]),
-                     _fmt(r["acc_mean"]), _fmt(r["acc_std"]), str(len(r["runs"])),
+                     _fmt(r["acc_mean"]), _fmt(r["acc_std"]), str(r.get("resamples", 1)),
+                     str(len(r["runs"]) // r.get("resamples", 1)),
                      _fmt(r["train_seconds_mean"], ".1f"), _fmt(r["train_cpu_seconds_mean"], ".1f"),
                      _fmt(r["published"]), _fmt(delta, "+.4f"), _fmt(live.get("accuracy")),
                      _fmt(live.get("train_seconds"), ".1f")])
@@ -178,7 +190,7 @@ def summarise(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
         accs = [r["acc_mean"] for r in results]
         pub = [r["published"] for r in results if r["published"] is not None]
         both = len(pub) == len(results)
-        rows.append(["mean", "", "", "", _fmt(float(np.mean(accs))), "", "",
+        rows.append(["mean", "", "", "", _fmt(float(np.mean(accs))), "", "", "",
                      _fmt(float(np.mean([r["train_seconds_mean"] for r in results])), ".1f"),
                      _fmt(float(np.mean([r["train_cpu_seconds_mean"] for r in results])), ".1f"),
                      _fmt(float(np.mean(pub))) if both else "",
@@ -212,49 +224,59 @@ def write_results(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]
 
 def run_benchmark(
     datasets: Sequence[str], *, preset: str = "patchformer", seeds: int = 1, first_seed: int = 0,
-    overrides: dict[str, dict[str, Any]] | None = None, max_epochs: int | None = None,
-    minirocket: bool = True, n_jobs: int = 1, out: Path | None = None,
-    progress: bool = True, command: str = "",
+    resamples: int = 1, overrides: dict[str, dict[str, Any]] | None = None,
+    max_epochs: int | None = None, minirocket: bool = True, n_jobs: int = 1,
+    out: Path | None = None, progress: bool = True, command: str = "",
 ) -> list[dict[str, Any]]:
-    """Every dataset x seed, with one progress bar for the whole run; returns the results."""
+    """Every dataset x resample x seed, with one progress bar for the whole run; returns the
+    results.  Resample 0 is the archive's split; ``resamples=30`` is the protocol of the
+    published MiniRocket figures (:func:`tsformer.data.stratified_resample`)."""
     from tqdm.auto import tqdm
 
+    from .data import stratified_resample
     from .models import get_preset
 
     get_preset(preset)  # fail before any training on an unknown preset
-    total = len(datasets) * seeds
+    total = len(datasets) * resamples * seeds
     bar = tqdm(total=total, desc="benchmark", unit="run", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
     results: list[dict[str, Any]] = []
-    meta = {"preset": preset, "seeds": seeds, "first_seed": first_seed,
+    meta = {"preset": preset, "seeds": seeds, "first_seed": first_seed, "resamples": resamples,
             "overrides": overrides or {}, "max_epochs": max_epochs, "command": command,
             "date": time.strftime("%Y-%m-%d"),
             "torch_threads": _torch_threads()}
     try:
         for name in datasets:
             bar.set_description(f"{name}: loading")
-            X, y, Xt, yt, classes = _load(name)
-            runs = []
-            for seed in range(first_seed, first_seed + seeds):
-                label = f"{name} seed {seed - first_seed + 1}/{seeds}"
-                bar.set_description(label)
+            archive = _load(name)
+            classes = archive[4]
+            runs, lives = [], []
+            for rs in range(resamples):
+                X, y, Xt, yt = stratified_resample(*archive[:4], rs)
+                for seed in range(first_seed, first_seed + seeds):
+                    label = f"{name} seed {seed - first_seed + 1}/{seeds}"
+                    if resamples > 1:
+                        label = f"{name} resample {rs}, seed {seed - first_seed + 1}/{seeds}"
+                    bar.set_description(label)
 
-                def on_epoch(e: int, n: int, label: str = label) -> None:
-                    bar.set_description(f"{label} epoch {e}/{n}")
+                    def on_epoch(e: int, n: int, label: str = label) -> None:
+                        bar.set_description(f"{label} epoch {e}/{n}")
 
-                r = train_and_test(preset, X, y, Xt, yt, len(classes), seed=seed,
-                                   overrides=overrides, max_epochs=max_epochs, on_epoch=on_epoch)
-                runs.append(r)
-                bar.update(1)
-                bar.set_postfix(last=f"{name} {r['accuracy']:.4f} in {r['train_seconds']:.0f}s")
-            live = None
-            if minirocket:
-                bar.set_description(f"{name}: MiniRocket")
-                live = live_minirocket(X, y, Xt, yt, n_jobs)
+                    r = train_and_test(preset, X, y, Xt, yt, len(classes), seed=seed,
+                                       overrides=overrides, max_epochs=max_epochs,
+                                       on_epoch=on_epoch)
+                    runs.append({"resample": rs, **r})
+                    bar.update(1)
+                    bar.set_postfix(last=f"{name} {r['accuracy']:.4f} in "
+                                    f"{r['train_seconds']:.0f}s")
+                if minirocket:
+                    bar.set_description(f"{name}: MiniRocket")
+                    lives.append(live_minirocket(X, y, Xt, yt, n_jobs))
+            live = _mean_live(lives)
             accs = [r["accuracy"] for r in runs]
             results.append({
                 "dataset": name, "n_train": len(X), "n_test": len(Xt), "length": X.shape[2],
-                "n_channels": X.shape[1], "n_classes": len(classes),
+                "n_channels": X.shape[1], "resamples": resamples, "n_classes": len(classes),
                 "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
                 "train_seconds_mean": float(np.mean([r["train_seconds"] for r in runs])),
                 "train_cpu_seconds_mean": float(np.mean([r["train_cpu_seconds"] for r in runs])),
@@ -281,6 +303,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=1, help="seeds per dataset (default 1)")
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds are FIRST..FIRST+N-1 (default 0): split seeds over processes")
+    p.add_argument("--resamples", type=int, default=1,
+                   help="train/test resamples per dataset (default 1: the archive's split); "
+                   "30 is the protocol of the published MiniRocket figures")
     p.add_argument("--max-epochs", type=int, help="cap every run's epochs (quick checks)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="GROUP.NAME=VALUE", help="override an option, e.g. model.depth=4 or "
@@ -299,6 +324,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, not {args.seeds}")
+    if args.resamples < 1:
+        raise ConfigError(f"--resamples must be >= 1, not {args.resamples}")
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, not {args.threads}")
     torch.set_num_threads(args.threads)
@@ -308,7 +335,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                                                else sys.argv[2:])
     results = run_benchmark(
         args.datasets, preset=args.preset, seeds=args.seeds, first_seed=args.first_seed,
-        overrides=overrides,
+        resamples=args.resamples, overrides=overrides,
         max_epochs=args.max_epochs, minirocket=not args.no_minirocket, n_jobs=args.threads,
         out=out, progress=not args.quiet, command=command,
     )
