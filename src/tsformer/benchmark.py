@@ -254,9 +254,8 @@ def run_benchmark(
             for rs in range(resamples):
                 X, y, Xt, yt = stratified_resample(*archive[:4], rs)
                 for seed in range(first_seed, first_seed + seeds):
-                    label = f"{name} seed {seed - first_seed + 1}/{seeds}"
-                    if resamples > 1:
-                        label = f"{name} resample {rs}, seed {seed - first_seed + 1}/{seeds}"
+                    where = f" resample {rs}," if resamples > 1 else ""
+                    label = f"{name}{where} seed {seed - first_seed + 1}/{seeds}"
                     bar.set_description(label)
 
                     def on_epoch(e: int, n: int, label: str = label) -> None:
