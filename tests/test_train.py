@@ -209,3 +209,56 @@ def test_ema_returns_the_weight_average_and_validates_it():
     assert not torch.equal(want, init)
     with pytest.raises(ConfigError, match="ema"):
         fit(_tiny(), X, y, TrainConfig(ema=1.0, epochs=1, verbose=0))
+
+
+def test_sam_steps_with_the_gradient_at_the_worst_nearby_weights():
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    X = np.random.default_rng(6).normal(size=(16, 1, 30)).astype(np.float32)
+    y = np.arange(16) % 2
+    model = _tiny(dropout=0.0, mlp_dropout=0.0)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    handle = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: seen.append([p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    try:
+        fit(model, X, y, TrainConfig(lr=1e-3, epochs=1, batch_size=16, validation_split=0.0,
+                                     patience=None, sam=0.1, verbose=0))
+    finally:
+        handle.remove()
+    # by hand: the gradient g at the start, then the gradient at w + 0.1 g / |g|
+    ref = _tiny(dropout=0.0, mlp_dropout=0.0)
+    ref.load_state_dict(init)
+    xb, yb = torch.from_numpy(X), torch.from_numpy(y)
+    params = list(ref.parameters())
+    pairs = [(p, g) for p, g in zip(params, torch.autograd.grad(
+        torch.nn.functional.cross_entropy(ref(xb), yb), params, allow_unused=True))
+        if g is not None]
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for _, g in pairs]))
+    with torch.no_grad():
+        for p, g in pairs:
+            p.add_(0.1 * g / norm)
+    used = [p for p, _ in pairs]
+    want = torch.autograd.grad(torch.nn.functional.cross_entropy(ref(xb), yb), used)
+    grads = [g for _, g in pairs]
+    assert len(seen) == 1 and len(seen[0]) == len(want)
+    for got, w in zip(seen[0], want):
+        torch.testing.assert_close(got, w)
+    assert not all(torch.allclose(w, g) for w, g in zip(want, grads))  # SAM changed the step
+    with pytest.raises(ConfigError, match="sam"):
+        fit(_tiny(), X, y, TrainConfig(sam=-0.1, epochs=1, verbose=0))
+
+
+def test_sam_updates_batchnorm_statistics_once_a_step():
+    from tsformer.models import create_model as make
+
+    X = np.random.default_rng(7).normal(size=(16, 1, 32)).astype(np.float32)
+    y = np.arange(16) % 2
+    stats = []
+    for rho in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = make("patchformer", n_channels=1, n_timepoints=32, n_classes=2, members=1)
+        fit(model, X, y, TrainConfig(lr=1e-3, epochs=1, batch_size=16, validation_split=0.0,
+                                     patience=None, sam=rho, verbose=0))
+        stats.append({k: v for k, v in model.state_dict().items() if "running" in k})
+    assert stats[0] and all(torch.equal(stats[0][k], stats[1][k]) for k in stats[0])

@@ -50,6 +50,7 @@ class TrainConfig:
     augment: list[str] = field(default_factory=list)  # names in AUGMENTATIONS
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0: off
     mixup: float = 0.0  # Beta(a, a) of mixup: pairs of series and their labels blended; 0: off
+    sam: float = 0.0  # radius rho of sharpness-aware minimisation (Foret et al. 2021); 0: off
     seed: int | None = 0
     device: str = "auto"
     amp: str = "auto"  # bf16 autocast on CUDA when "auto"; "off" disables
@@ -290,6 +291,35 @@ def _clip(model: nn.Module, max_norm: float) -> None:
         nn.utils.clip_grad_norm_(params, max_norm)
 
 
+def _sam_ascend(model: nn.Module, rho: float) -> list[tuple[Tensor, Tensor]]:
+    """Move the weights to the worst point within ``rho`` along the gradient (each ensemble
+    member by its own gradient norm) and return the steps, to be undone after the second
+    backward pass."""
+    groups = model.clip_groups() if hasattr(model, "clip_groups") else [model.parameters()]
+    steps = []
+    with torch.no_grad():
+        for params in groups:
+            params = [p for p in params if p.grad is not None]
+            if not params:
+                continue
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+            scale = rho / (norm + 1e-12)
+            for p in params:
+                e = p.grad * scale
+                p.add_(e)
+                steps.append((p, e))
+    return steps
+
+
+def _bn_frozen(model: nn.Module):
+    """Leave BatchNorm's running statistics alone during SAM's second forward pass."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    return bns, saved
+
+
 def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = int(cfg.warmup_epochs * steps_per_epoch)
@@ -418,6 +448,8 @@ def fit(
     step_fn = torch.compile(train_model) if cfg.compile else train_model
     if cfg.mixup < 0:
         raise ConfigError(f"mixup must be >= 0 (0: off), not {cfg.mixup}")
+    if cfg.sam < 0:
+        raise ConfigError(f"sam must be >= 0 (0: off), not {cfg.sam}")
     if not 0.0 <= cfg.ema < 1.0:
         raise ConfigError(f"ema must be in [0, 1), not {cfg.ema}")
     # The weight average is what gets validated, kept as best and returned.  BatchNorm's
@@ -481,6 +513,23 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 # Each ensemble member gets the gradient of its own loss, not 1/M of it.
                 (loss * members).backward()
+                if cfg.sam:  # sharpness-aware: the gradient at the worst nearby weights
+                    moved = _sam_ascend(model, cfg.sam)
+                    bns, saved = _bn_frozen(model)
+                    opt.zero_grad(set_to_none=True)
+                    with _autocast(device, cfg.amp):
+                        logits2 = step_fn(xb)
+                    if distributed:
+                        loss2 = weight * _loss(logits2, yb, cfg, lam, pair, "sum") * (
+                            world / n_global)
+                    else:
+                        loss2 = _loss(logits2, yb, cfg, lam, pair, "mean")
+                    (loss2 * members).backward()
+                    for m, mom in zip(bns, saved):
+                        m.momentum = mom
+                    with torch.no_grad():
+                        for p, e in moved:
+                            p.sub_(e)
                 if cfg.grad_clip:
                     _clip(model, cfg.grad_clip)
                 opt.step()
