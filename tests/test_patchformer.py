@@ -40,13 +40,26 @@ def test_forward_shapes_any_length_and_channels(c, t):
 
 
 @pytest.mark.parametrize("opts", [{"stem": "patch"}, {"pos": "learned"}, {"pool": "cls"},
-                                  {"pool": "mean"},
+                                  {"pool": "mean"}, {"stem": "dilated"},
                                   {"members": 3}, {"spectral": True}, {"diff": True},
                                   {"diff": True, "spectral": True, "stem": "patch"},
                                   {"instance_norm": False, "patch_len": 8, "stride": 4}])
 def test_model_options(opts):
     m = PatchFormer(2, 100, 3, **opts).eval()
     assert m(torch.randn(4, 2, 100)).shape == (4, 3)
+
+
+@pytest.mark.parametrize("kernel, dilations", [(7, [1]), (15, [1, 2]), (63, [1, 2, 4, 8])])
+def test_dilated_stem_spans_the_kernel_with_nine_taps(kernel, dilations):
+    from tsformer.patchformer import DilatedConv
+
+    conv = DilatedConv(1, 8, kernel)
+    assert [b.dilation[0] for b in conv.branches] == dilations
+    assert sum(b.out_channels for b in conv.branches) == 8
+    x = torch.zeros(1, 1, 201)
+    x[..., 100] = 1.0  # an impulse: each output channel sees it over its branch's span
+    reach = (conv(x).abs().sum(1)[0] > 0).nonzero().flatten()
+    assert int(reach.max() - reach.min()) + 1 == 8 * dilations[-1] + 1 <= kernel + 2
 
 
 def test_diff_channels_feed_the_slope_of_each_channel():

@@ -142,6 +142,25 @@ class Block(nn.Module):
         return x + self.drop_path(self.drop(self.mlp(self.norm2(x))))
 
 
+class DilatedConv(nn.Module):
+    """Parallel 9-tap convolutions with dilations 1, 2, 4, ... up to the span ``kernel``
+    (MiniRocket's and InceptionTime's multi-scale bias): the receptive field of a long dense
+    kernel with a seventh of its weights."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, taps: int = 9) -> None:
+        super().__init__()
+        dil = [1]
+        while (taps - 1) * dil[-1] * 2 + 1 <= kernel + 2:
+            dil.append(dil[-1] * 2)
+        outs = [c_out // len(dil) + (i < c_out % len(dil)) for i in range(len(dil))]
+        self.branches = nn.ModuleList(
+            nn.Conv1d(c_in, o, taps, padding="same", dilation=d, bias=False)
+            for o, d in zip(outs, dil))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([b(x) for b in self.branches], 1)
+
+
 class PatchFormerNet(nn.Module):
     """One network.  Input ``(batch, C, T)`` -> logits ``(batch, n_classes)``.
 
@@ -162,8 +181,8 @@ class PatchFormerNet(nn.Module):
         instance_norm: bool = True, spectral: bool = False, diff: bool = False,
     ) -> None:
         super().__init__()
-        if stem not in ("conv", "patch"):
-            raise ConfigError(f"stem must be 'conv' or 'patch', not {stem!r}")
+        if stem not in ("conv", "dilated", "patch"):
+            raise ConfigError(f"stem must be 'conv', 'dilated' or 'patch', not {stem!r}")
         if pos not in ("learned", "none"):
             raise ConfigError(f"pos must be 'learned' or 'none', not {pos!r}")
         if pool not in ("mean", "meanmax", "cls"):
@@ -187,6 +206,14 @@ class PatchFormerNet(nn.Module):
                 nn.Conv1d(n_channels, stem_width, k, padding="same", bias=False),
                 nn.BatchNorm1d(stem_width), nn.GELU(),
                 nn.Conv1d(stem_width, stem_width, k, padding="same", bias=False),
+                nn.BatchNorm1d(stem_width), nn.GELU(),
+            )
+            patch_in = stem_width
+        elif stem == "dilated":
+            self.stem = nn.Sequential(
+                DilatedConv(n_channels, stem_width, self.stem_kernel),
+                nn.BatchNorm1d(stem_width), nn.GELU(),
+                DilatedConv(stem_width, stem_width, self.stem_kernel),
                 nn.BatchNorm1d(stem_width), nn.GELU(),
             )
             patch_in = stem_width
