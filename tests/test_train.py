@@ -220,7 +220,8 @@ def test_sam_steps_with_the_gradient_at_the_worst_nearby_weights():
     init = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []
     handle = register_optimizer_step_pre_hook(
-        lambda opt, args, kwargs: seen.append([p.grad.clone() for p in model.parameters() if p.grad is not None]))
+        lambda opt, args, kwargs: seen.append(
+            [p.grad.clone() for p in model.parameters() if p.grad is not None]))
     try:
         fit(model, X, y, TrainConfig(lr=1e-3, epochs=1, batch_size=16, validation_split=0.0,
                                      patience=None, sam=0.1, verbose=0))
@@ -232,7 +233,7 @@ def test_sam_steps_with_the_gradient_at_the_worst_nearby_weights():
     xb, yb = torch.from_numpy(X), torch.from_numpy(y)
     params = list(ref.parameters())
     pairs = [(p, g) for p, g in zip(params, torch.autograd.grad(
-        torch.nn.functional.cross_entropy(ref(xb), yb), params, allow_unused=True))
+        torch.nn.functional.cross_entropy(ref(xb), yb), params, allow_unused=True), strict=True)
         if g is not None]
     norm = torch.linalg.vector_norm(torch.stack([g.norm() for _, g in pairs]))
     with torch.no_grad():
@@ -242,9 +243,9 @@ def test_sam_steps_with_the_gradient_at_the_worst_nearby_weights():
     want = torch.autograd.grad(torch.nn.functional.cross_entropy(ref(xb), yb), used)
     grads = [g for _, g in pairs]
     assert len(seen) == 1 and len(seen[0]) == len(want)
-    for got, w in zip(seen[0], want):
+    for got, w in zip(seen[0], want, strict=True):
         torch.testing.assert_close(got, w)
-    assert not all(torch.allclose(w, g) for w, g in zip(want, grads))  # SAM changed the step
+    assert not all(torch.allclose(w, g) for w, g in zip(want, grads, strict=True))  # SAM moved
     with pytest.raises(ConfigError, match="sam"):
         fit(_tiny(), X, y, TrainConfig(sam=-0.1, epochs=1, verbose=0))
 

@@ -155,7 +155,7 @@ class DilatedConv(nn.Module):
         outs = [c_out // len(dil) + (i < c_out % len(dil)) for i in range(len(dil))]
         self.branches = nn.ModuleList(
             nn.Conv1d(c_in, o, taps, padding="same", dilation=d, bias=False)
-            for o, d in zip(outs, dil))
+            for o, d in zip(outs, dil, strict=True))
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([b(x) for b in self.branches], 1)
@@ -164,7 +164,8 @@ class DilatedConv(nn.Module):
 class PatchFormerNet(nn.Module):
     """One network.  Input ``(batch, C, T)`` -> logits ``(batch, n_classes)``.
 
-    ``stem``: ``"conv"`` (two same-length convolutions before patching) or ``"patch"``
+    ``stem``: ``"conv"`` (two same-length convolutions before patching), ``"dilated"`` (the
+    same, each a set of dilated 9-tap convolutions, :class:`DilatedConv`) or ``"patch"``
     (linear patch embedding only).  ``pos``: ``"none"`` (default) or ``"learned"``
     (absolute positional embeddings: equal on average, worse on the sets with shifted shapes).
     ``pool``: ``"meanmax"`` (default: mean and max over tokens, concatenated), ``"mean"`` or

@@ -525,7 +525,7 @@ def fit(
                     else:
                         loss2 = _loss(logits2, yb, cfg, lam, pair, "mean")
                     (loss2 * members).backward()
-                    for m, mom in zip(bns, saved):
+                    for m, mom in zip(bns, saved, strict=True):
                         m.momentum = mom
                     with torch.no_grad():
                         for p, e in moved:
