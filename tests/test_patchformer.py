@@ -203,13 +203,18 @@ def test_auto_params_scale_with_the_data():
     assert small["train"]["epochs"] > big["train"]["epochs"] == 20  # big: the compute cap
     assert auto_params(1, 1000, 16000, 2)["train"]["epochs"] == 10  # never below 10
     assert small["train"]["lr"] < big["train"]["lr"]
-    # the stem is wider where the data are small enough to afford it; FordA keeps its budget
-    assert (small["model"]["stem_width"], big["model"]["stem_width"]) == (64, 32)
+    # the dense stem 64 wide where the data afford it; else a small set gets the 128-wide
+    # dilated stem (cheaper per channel); FordA keeps 32 and its budget
+    assert (small["model"]["stem"], small["model"]["stem_width"]) == ("conv", 64)
+    assert (big["model"]["stem"], big["model"]["stem_width"]) == ("conv", 32)
+    cricket = auto_params(1, 300, 390, 12)["model"]  # CricketY's shape
+    assert (cricket["stem"], cricket["stem_width"], cricket["members"]) == ("dilated", 128, 2)
     # a deep ensemble below SMALL_DATA series, where one network swings with its seed;
     # FordA-size sets keep one network and their time budget
     assert (small["model"]["members"], big["model"]["members"]) == (3, 1)
-    assert auto_params(1, 2000, 499, 3)["model"]["members"] == 3  # a member <= one FordA run
-    assert auto_params(1, 8000, 499, 3)["model"]["members"] == 2  # costlier: fewer members
+    # no ensemble costs more than three FordA runs: costlier members, fewer of them
+    assert auto_params(1, 2000, 499, 3)["model"]["members"] == 2
+    assert auto_params(1, 8000, 499, 3)["model"]["members"] == 1
     five = auto_params(1, 24, 16, 2, members=5)  # every member gets the single schedule
     one = auto_params(1, 24, 16, 2, members=1)
     assert five["model"]["members"] == 5 and five["train"] == one["train"]

@@ -5,8 +5,10 @@ A small pre-norm transformer over patch tokens, built from what works for time s
 * per-series normalisation inside the model (a model option, so it travels with saved
   weights and a raw series can be fed as it is);
 * a convolutional stem at full resolution with long kernels (a quarter of the series, up to
-  63 points: they act as learned frequency filters, the largest gain measured), then a strided
-  convolution that turns overlapping patches into tokens (patching keeps attention cheap);
+  63 points: they act as learned frequency filters, the largest gain measured; on small
+  sets that cannot afford a wide dense stem, dilated 9-tap kernels of the same span), then a
+  strided convolution that turns overlapping patches into tokens (patching keeps attention
+  cheap);
 * no positional embedding by default (the tokens carry local order through the stem and
   the patches; without absolute positions the network is a shift-tolerant bag of patches:
   equal on the development-set mean, better where shapes move, e.g. Car +5 points),
@@ -378,6 +380,12 @@ SMALL_DATA_MIXUP = 0.2
 #: 32 (measured), so it is used only when the run at WIDE_COST_FACTOR times its cost still fits
 #: :data:`MAX_COST`.  FordA and the largest sets keep 32 (and their time budget).
 WIDE_STEM, WIDE_COST_FACTOR = 64, 2.5
+#: The stem below SMALL_DATA series where the 64-wide dense one does not fit MAX_COST
+#: (CricketY, FiftyWords): the dilated stem (:class:`DilatedConv`), 128 wide.  Against the
+#: 32-wide dense stem it gained +1.5 and +1.3 points there over three seeds; on the sets
+#: that afford the wide dense stem it was neutral (docs/benchmarks.md, ablation 28).  It
+#: costs about 1.5 times the 32-wide dense stem (the ensemble's cost bound counts that).
+SMALL_STEM, SMALL_STEM_WIDTH, SMALL_STEM_COST_FACTOR = "dilated", 128, 1.5
 #: Ensemble members below SMALL_DATA series, where one network's result swings most with
 #: its seed (Car 0.85-0.90, ECGFiveDays 0.947-0.986 over three seeds): a deep ensemble of
 #: independently trained members averages the swing away (docs/benchmarks.md, ablations 19
@@ -410,8 +418,9 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
       most :data:`MAX_COST` series x points x epochs, but no fewer than 10 epochs (only big
       sets reach the cap: FordA gets 20);
       warm-up is the first 5% of them;
-    * stem width (model): :data:`WIDE_STEM` (64) when the wider run still fits MAX_COST,
-      else 32; the small sets gain most from the wider stem (docs/benchmarks.md);
+    * stem (model): the dense stem, :data:`WIDE_STEM` (64) wide when that run still fits
+      MAX_COST; else, below :data:`SMALL_DATA` series, the dilated stem 128 wide
+      (:data:`SMALL_STEM`), and 32 wide dense above (docs/benchmarks.md, ablations 10, 28);
     * members (``None``: auto): below :data:`SMALL_DATA` series a deep ensemble of
       :data:`SMALL_DATA_MEMBERS`, fewer where a member costs more than one FordA run; one
       network otherwise.  Each member gets the single network's schedule, so an ensemble
@@ -429,10 +438,13 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     epochs = min(epochs, max(MIN_CAPPED_EPOCHS, MAX_COST // epoch_cost))
     cost = epoch_cost * epochs
     wide = cost * WIDE_COST_FACTOR <= MAX_COST
+    stem, width, factor = (("conv", WIDE_STEM, WIDE_COST_FACTOR) if wide
+                           else (SMALL_STEM, SMALL_STEM_WIDTH, SMALL_STEM_COST_FACTOR) if small
+                           else ("conv", MODEL_DEFAULTS["stem_width"], 1.0))
     if members is None:
         members = 1
         if small:  # as many members as fit SMALL_DATA_MEMBERS FordA runs, at most that many
-            run_cost = cost * (WIDE_COST_FACTOR if wide else 1)
+            run_cost = cost * factor
             fit_in = int(SMALL_DATA_MEMBERS * MAX_COST // run_cost)
             members = min(SMALL_DATA_MEMBERS, max(1, fit_in))
     train = {
@@ -444,7 +456,7 @@ def auto_params(n_channels: int, n_timepoints: int, n_train: int, n_classes: int
     }
     model = {**MODEL_DEFAULTS, "patch_len": patch_len, "stride": stride,
              "stem_kernel": resolve_stem_kernel(stride), "members": members,
-             "stem_width": WIDE_STEM if wide else MODEL_DEFAULTS["stem_width"]}
+             "stem": stem, "stem_width": width}
     return {"model": model, "train": train}
 
 
