@@ -203,21 +203,17 @@ class PatchFormerNet(nn.Module):
         # which a ridge on MultiRocket's difference features also finds worth having.
         self.diff_norm = InstanceNorm() if diff else None
         n_channels = n_channels * (2 if diff else 1)
-        if stem == "conv":
+        if stem in ("conv", "dilated"):
             k = self.stem_kernel
+
+            def conv(c_in: int) -> nn.Module:
+                if stem == "dilated":
+                    return DilatedConv(c_in, stem_width, k)
+                return nn.Conv1d(c_in, stem_width, k, padding="same", bias=False)
+
             self.stem: nn.Module = nn.Sequential(
-                nn.Conv1d(n_channels, stem_width, k, padding="same", bias=False),
-                nn.BatchNorm1d(stem_width), nn.GELU(),
-                nn.Conv1d(stem_width, stem_width, k, padding="same", bias=False),
-                nn.BatchNorm1d(stem_width), nn.GELU(),
-            )
-            patch_in = stem_width
-        elif stem == "dilated":
-            self.stem = nn.Sequential(
-                DilatedConv(n_channels, stem_width, self.stem_kernel),
-                nn.BatchNorm1d(stem_width), nn.GELU(),
-                DilatedConv(stem_width, stem_width, self.stem_kernel),
-                nn.BatchNorm1d(stem_width), nn.GELU(),
+                conv(n_channels), nn.BatchNorm1d(stem_width), nn.GELU(),
+                conv(stem_width), nn.BatchNorm1d(stem_width), nn.GELU(),
             )
             patch_in = stem_width
         else:

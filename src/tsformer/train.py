@@ -8,6 +8,7 @@ validation loss with patience 10 that restores the best weights.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -15,7 +16,7 @@ import numbers
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -283,22 +284,27 @@ def _loss(logits: Tensor, y: Tensor, cfg: TrainConfig, lam: float = 1.0,
     return ce(y) if pair is None else lam * ce(y) + (1 - lam) * ce(y[pair])
 
 
+def _member_groups(model: nn.Module) -> list:
+    """Parameter groups that act apart: one per ensemble member, else all parameters."""
+    return model.clip_groups() if hasattr(model, "clip_groups") else [model.parameters()]
+
+
 def _clip(model: nn.Module, max_norm: float) -> None:
     """Clip the gradient norm of each group the model names (each ensemble member alone, so
     it trains as it would alone), else of all parameters together."""
-    groups = model.clip_groups() if hasattr(model, "clip_groups") else [model.parameters()]
-    for params in groups:
+    for params in _member_groups(model):
         nn.utils.clip_grad_norm_(params, max_norm)
 
 
-def _sam_ascend(model: nn.Module, rho: float) -> list[tuple[Tensor, Tensor]]:
-    """Move the weights to the worst point within ``rho`` along the gradient (each ensemble
-    member by its own gradient norm) and return the steps, to be undone after the second
-    backward pass."""
-    groups = model.clip_groups() if hasattr(model, "clip_groups") else [model.parameters()]
+@contextlib.contextmanager
+def _sam_perturbed(model: nn.Module, rho: float) -> Iterator[None]:
+    """Within the block the weights sit at the worst point within ``rho`` along the current
+    gradient (each ensemble member by its own gradient norm) and BatchNorm's running
+    statistics are left alone; on leaving, the weights and the statistics' momentum are
+    restored."""
     steps = []
     with torch.no_grad():
-        for params in groups:
+        for params in _member_groups(model):
             params = [p for p in params if p.grad is not None]
             if not params:
                 continue
@@ -308,16 +314,18 @@ def _sam_ascend(model: nn.Module, rho: float) -> list[tuple[Tensor, Tensor]]:
                 e = p.grad * scale
                 p.add_(e)
                 steps.append((p, e))
-    return steps
-
-
-def _bn_frozen(model: nn.Module):
-    """Leave BatchNorm's running statistics alone during SAM's second forward pass."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.momentum = 0.0
-    return bns, saved
+    try:
+        yield
+    finally:
+        for m, momentum in zip(bns, saved, strict=True):
+            m.momentum = momentum
+        with torch.no_grad():
+            for p, e in steps:
+                p.sub_(e)
 
 
 def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -461,6 +469,26 @@ def fit(
     kept = ema.module if ema is not None else model
 
     members = int(getattr(model, "n_members", 1))  # an ensemble's members, each its own data
+
+    def forward_backward(xb: Tensor, yb: Tensor, lam: float, pair: Tensor | None,
+                         weight: float, n_global: int) -> tuple[Tensor, Tensor]:
+        """One batch's forward pass, loss and gradients (zeroed first): the logits and the
+        batch's summed loss, for the epoch's figures."""
+        with _autocast(device, cfg.amp):
+            logits = step_fn(xb)
+        if distributed:
+            # Sum / global batch, times W as DDP averages gradients over W ranks: the
+            # reduced gradient equals the single-process mean-loss gradient.
+            loss_sum = weight * _loss(logits, yb, cfg, lam, pair, "sum")
+            loss, batch_loss = loss_sum * (world / n_global), loss_sum.detach()
+        else:
+            loss = _loss(logits, yb, cfg, lam, pair, "mean")
+            batch_loss = loss.detach() * (len(yb) // members)  # times the share
+        opt.zero_grad(set_to_none=True)
+        # Each ensemble member gets the gradient of its own loss, not 1/M of it.
+        (loss * members).backward()
+        return logits, batch_loss
+
     history = History()
     best_loss, best_state, wait = math.inf, None, 0
     show_bar = (cfg.verbose >= 1 and sys.stderr.isatty() and not os.environ.get("CI")
@@ -500,36 +528,10 @@ def fit(
                     pair = torch.cat([torch.randperm(share, generator=pair_gen) + m * share
                                       for m in range(members)]).to(device)
                     xb = lam * xb + (1 - lam) * xb[pair]
-                with _autocast(device, cfg.amp):
-                    logits = step_fn(xb)
-                if distributed:
-                    # Sum / global batch, times W as DDP averages gradients over W ranks: the
-                    # reduced gradient equals the single-process mean-loss gradient.
-                    loss_sum = weight * _loss(logits, yb, cfg, lam, pair, "sum")
-                    loss, batch_loss = loss_sum * (world / n_global), loss_sum.detach()
-                else:
-                    loss = _loss(logits, yb, cfg, lam, pair, "mean")
-                    batch_loss = loss.detach() * share
-                opt.zero_grad(set_to_none=True)
-                # Each ensemble member gets the gradient of its own loss, not 1/M of it.
-                (loss * members).backward()
+                logits, batch_loss = forward_backward(xb, yb, lam, pair, weight, n_global)
                 if cfg.sam:  # sharpness-aware: the gradient at the worst nearby weights
-                    moved = _sam_ascend(model, cfg.sam)
-                    bns, saved = _bn_frozen(model)
-                    opt.zero_grad(set_to_none=True)
-                    with _autocast(device, cfg.amp):
-                        logits2 = step_fn(xb)
-                    if distributed:
-                        loss2 = weight * _loss(logits2, yb, cfg, lam, pair, "sum") * (
-                            world / n_global)
-                    else:
-                        loss2 = _loss(logits2, yb, cfg, lam, pair, "mean")
-                    (loss2 * members).backward()
-                    for m, mom in zip(bns, saved, strict=True):
-                        m.momentum = mom
-                    with torch.no_grad():
-                        for p, e in moved:
-                            p.sub_(e)
+                    with _sam_perturbed(model, cfg.sam):
+                        forward_backward(xb, yb, lam, pair, weight, n_global)
                 if cfg.grad_clip:
                     _clip(model, cfg.grad_clip)
                 opt.step()
