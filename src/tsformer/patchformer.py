@@ -163,6 +163,74 @@ class DilatedConv(nn.Module):
         return torch.cat([b(x) for b in self.branches], 1)
 
 
+def minirocket_kernels() -> Tensor:
+    """MiniRocket's 84 fixed 9-tap kernels: -1 everywhere, 2 at three of the nine taps
+    (every choice of three), so each sums to zero and sees shape, not level."""
+    idx = torch.combinations(torch.arange(9), 3)
+    w = torch.full((len(idx), 9), -1.0)
+    w.scatter_(1, idx, 2.0)
+    return w
+
+
+class RocketTokens(nn.Module):
+    """Tokens from fixed MiniRocket features: the 84 kernels at dilations up to a ninth of
+    the series, each output thresholded at ``n_biases`` quantiles of its own training
+    values, and the proportion of positive values (PPV) in each patch is a feature; a
+    BatchNorm and a linear map turn the features of a patch into its token.
+
+    Nothing before the linear map is learned, so on a few dozen series the network starts
+    from the features a ridge fit on MiniRocket finds enough; mean-pooling the tokens is a
+    linear function of MiniRocket's own (whole-series) PPV features.  The thresholds are set
+    from the first training batch (a data-dependent initialisation, saved with the weights).
+    """
+
+    def __init__(self, c_in: int, n_timepoints: int, patch_len: int, stride: int, pad: int,
+                 d_out: int, n_biases: int = 4, max_dilations: int = 8) -> None:
+        super().__init__()
+        top = math.log2(max(1.0, (n_timepoints - 1) / 8))
+        self.dilations = sorted({int(2 ** e) for e in np.linspace(0, top, max_dilations)})
+        k = minirocket_kernels()
+        gen = torch.Generator().manual_seed(0)
+        # Multivariate: each kernel and dilation sums a random subset of the channels, as
+        # MiniRocket's multivariate version does (all of one channel when univariate).
+        ws = []
+        for _ in self.dilations:
+            mask = torch.zeros(len(k), c_in)
+            for i in range(len(k)):
+                n = min(c_in, int(2 ** (torch.rand(1, generator=gen).item()
+                                        * math.log2(min(c_in, 9) + 1))))
+                mask[i, torch.randperm(c_in, generator=gen)[:max(1, n)]] = 1.0
+            ws.append(k[:, None, :] * mask[:, :, None])
+        self.register_buffer("weight", torch.stack(ws))  # (dilations, 84, C, 9)
+        n_feat = len(self.dilations) * len(k)
+        self.n_biases = n_biases
+        self.register_buffer("bias", torch.zeros(n_feat, n_biases))
+        self.register_buffer("ready", torch.tensor(False))
+        self.patch_len, self.stride, self.pad = patch_len, stride, pad
+        self.norm = nn.BatchNorm1d(n_feat * n_biases)
+        self.proj = nn.Conv1d(n_feat * n_biases, d_out, 1)
+
+    @torch.no_grad()
+    def features(self, x: Tensor) -> Tensor:
+        """PPV per patch, ``(batch, features, tokens)``."""
+        h = torch.cat([F.conv1d(x, w.to(x.dtype), padding=4 * d, dilation=d)
+                       for w, d in zip(self.weight, self.dilations, strict=True)], 1)
+        if not bool(self.ready):
+            sample = h[:16].transpose(0, 1).reshape(h.shape[1], -1).float()
+            q = torch.linspace(0, 1, self.n_biases + 2, device=x.device)[1:-1]
+            self.bias.copy_(torch.quantile(sample, q, dim=1).T)
+            self.ready.fill_(True)
+        b, f, t = h.shape
+        ppv = (h[:, :, None] > self.bias[None, :, :, None].to(h.dtype)).to(x.dtype)
+        ppv = ppv.reshape(b, f * self.n_biases, t)
+        if self.pad:
+            ppv = F.pad(ppv, (0, self.pad), mode="replicate")
+        return F.avg_pool1d(ppv, self.patch_len, self.stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(self.norm(self.features(x)))
+
+
 class PatchFormerNet(nn.Module):
     """One network.  Input ``(batch, C, T)`` -> logits ``(batch, n_classes)``.
 
@@ -184,8 +252,9 @@ class PatchFormerNet(nn.Module):
         instance_norm: bool = True, spectral: bool = False, diff: bool = False,
     ) -> None:
         super().__init__()
-        if stem not in ("conv", "dilated", "patch"):
-            raise ConfigError(f"stem must be 'conv', 'dilated' or 'patch', not {stem!r}")
+        if stem not in ("conv", "dilated", "patch", "rocket"):
+            raise ConfigError(f"stem must be 'conv', 'dilated', 'patch' or 'rocket', "
+                              f"not {stem!r}")
         if pos not in ("learned", "none"):
             raise ConfigError(f"pos must be 'learned' or 'none', not {pos!r}")
         if pool not in ("mean", "meanmax", "cls"):
@@ -219,7 +288,13 @@ class PatchFormerNet(nn.Module):
         else:
             self.stem = nn.Identity()
             patch_in = n_channels
-        self.patch = nn.Conv1d(patch_in, d_model, self.patch_len, stride=self.stride)
+        if stem == "rocket":  # fixed features per patch are the tokens: no learned patcher
+            self.stem = nn.Identity()
+            self.patch: nn.Module = RocketTokens(n_channels, n_timepoints, self.patch_len,
+                                                 self.stride, self.pad, d_model)
+            self.pad = 0  # the rocket tokens pad their own features
+        else:
+            self.patch = nn.Conv1d(patch_in, d_model, self.patch_len, stride=self.stride)
         self.spectral = spectral
         n_spec = 0
         if spectral:
