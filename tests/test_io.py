@@ -51,9 +51,12 @@ def test_patchformer_save_records_the_resolved_shape_options(tmp_path):
     assert torch.equal(model(x), loaded(x))
 
 
-def test_patchformer_ensemble_saves_and_loads_as_one_model(tmp_path):
-    model = create_model("patchformer", n_channels=2, n_timepoints=60, n_classes=3, members=3)
-    params = resolve_model_params("patchformer", {"members": 3})
+@pytest.mark.parametrize("stem", ["conv", "rocket"])
+def test_patchformer_ensemble_saves_and_loads_as_one_model(tmp_path, stem):
+    model = create_model("patchformer", n_channels=2, n_timepoints=60, n_classes=3, members=3,
+                         stem=stem)
+    model.prime(torch.randn(8, 2, 60))  # the rocket stem's thresholds: buffers, saved too
+    params = resolve_model_params("patchformer", {"members": 3, "stem": stem})
     cfg = make_config("patchformer", params, {}, n_channels=2, n_timepoints=60,
                       classes=[0, 1, 2])
     loaded, saved = load_pretrained(save_pretrained(tmp_path / "e", model, cfg))

@@ -40,7 +40,8 @@ def test_forward_shapes_any_length_and_channels(c, t):
 
 
 @pytest.mark.parametrize("opts", [{"stem": "patch"}, {"pos": "learned"}, {"pool": "cls"},
-                                  {"pool": "mean"}, {"stem": "dilated"},
+                                  {"pool": "mean"}, {"stem": "dilated"}, {"stem": "rocket"},
+                                  {"stem": "rocket", "diff": True, "members": 2},
                                   {"members": 3}, {"spectral": True}, {"diff": True},
                                   {"diff": True, "spectral": True, "stem": "patch"},
                                   {"instance_norm": False, "patch_len": 8, "stride": 4}])
@@ -60,6 +61,50 @@ def test_dilated_stem_spans_the_kernel_with_nine_taps(kernel, dilations):
     x[..., 100] = 1.0  # an impulse: each output channel sees it over its branch's span
     reach = (conv(x).abs().sum(1)[0] > 0).nonzero().flatten()
     assert int(reach.max() - reach.min()) + 1 == 8 * dilations[-1] + 1 <= kernel + 2
+
+
+def test_rocket_stem_tokens_are_minirocket_ppv_per_patch():
+    import torch.nn.functional as F
+
+    from tsformer.patchformer import RocketTokens, minirocket_kernels
+
+    k = minirocket_kernels()
+    assert k.shape == (84, 9) and (k.sum(1) == 0).all() and ((k == 2).sum(1) == 3).all()
+    assert len({tuple(r.tolist()) for r in k}) == 84
+    stem = RocketTokens(1, 100, patch_len=4, stride=2, pad=0, d_out=8)
+    assert stem.dilations == [1, 2, 4, 6, 8, 12]  # up to (T - 1) / 8, MiniRocket's bound
+    x = torch.randn(6, 1, 100)
+    stem.fit_biases(x)
+    assert bool(stem.ready) and (stem.bias.diff(dim=1) > 0).all()  # rising quantiles
+    feats = stem.features(x)
+    assert feats.shape == (6, 6 * 84 * 4, 49) and feats.min() >= 0 and feats.max() <= 1
+    # Feature (kernel 0, dilation 1, threshold 1): the share of the patch above it.
+    h = F.conv1d(x, k[:1, None], padding=4)
+    want = F.avg_pool1d((h > stem.bias[0, 1]).float(), 4, 2)[:, 0]
+    assert torch.equal(feats[:, 1], want)
+    # Its thresholds split the kernel's outputs on the priming series into equal shares.
+    assert abs(float((h > stem.bias[0, 1]).float().mean()) - 0.6) < 0.01
+
+
+def test_fit_sets_rocket_thresholds_from_training_series_before_the_first_step():
+    # The thresholds come from the same spread of training series whatever the seed (so
+    # distributed replicas agree), not from an augmented first batch.
+    from tsformer.train import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 1, 32)).astype(np.float32)
+    y = np.arange(24) % 3
+    primed = PatchFormer(1, 32, 3, stem="rocket", **TINY)
+    assert not bool(primed.nets[0].patch.ready)
+    primed.prime(torch.from_numpy(X))
+    biases = []
+    for seed in (1, 2):
+        m = PatchFormer(1, 32, 3, stem="rocket", members=2, **TINY)
+        fit(m, X, y, TrainConfig(lr=3e-3, batch_size=8, epochs=1, validation_split=0.0,
+                                 patience=None, verbose=0, seed=seed))
+        biases += [net.patch.bias for net in m.nets]
+    for b in biases:
+        assert torch.equal(b, primed.nets[0].patch.bias)
 
 
 def test_diff_channels_feed_the_slope_of_each_channel():
@@ -203,18 +248,19 @@ def test_auto_params_scale_with_the_data():
     assert small["train"]["epochs"] > big["train"]["epochs"] == 20  # big: the compute cap
     assert auto_params(1, 1000, 16000, 2)["train"]["epochs"] == 10  # never below 10
     assert small["train"]["lr"] < big["train"]["lr"]
-    # the dense stem 64 wide where the data afford it; else a small set gets the 128-wide
-    # dilated stem (cheaper per channel); FordA keeps 32 and its budget
-    assert (small["model"]["stem"], small["model"]["stem_width"]) == ("conv", 64)
+    # below SMALL_DATA series the fixed MiniRocket features; above, the dense stem, 64 wide
+    # where the data afford it, else 32 (FordA keeps its budget)
+    assert small["model"]["stem"] == "rocket"
     assert (big["model"]["stem"], big["model"]["stem_width"]) == ("conv", 32)
+    mid = auto_params(1, 50, 600, 2)["model"]
+    assert (mid["stem"], mid["stem_width"], mid["members"]) == ("conv", 64, 1)
     cricket = auto_params(1, 300, 390, 12)["model"]  # CricketY's shape
-    assert (cricket["stem"], cricket["stem_width"], cricket["members"]) == ("dilated", 128, 2)
+    assert (cricket["stem"], cricket["members"]) == ("rocket", 2)
     # a deep ensemble below SMALL_DATA series, where one network swings with its seed;
     # FordA-size sets keep one network and their time budget
     assert (small["model"]["members"], big["model"]["members"]) == (3, 1)
     # no ensemble costs more than three FordA runs: costlier members, fewer of them
-    assert auto_params(1, 2000, 499, 3)["model"]["members"] == 2
-    assert auto_params(1, 8000, 499, 3)["model"]["members"] == 1
+    assert auto_params(1, 2000, 499, 3)["model"]["members"] == 1
     five = auto_params(1, 24, 16, 2, members=5)  # every member gets the single schedule
     one = auto_params(1, 24, 16, 2, members=1)
     assert five["model"]["members"] == 5 and five["train"] == one["train"]

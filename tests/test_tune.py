@@ -142,7 +142,7 @@ def test_two_workers_share_one_study_and_best_config_trains(
 
 def test_trials_and_best_config_use_the_data_scaled_defaults(tmp_path: Path,
                                                              monkeypatch) -> None:
-    # patchformer on 30 series: a 3-member ensemble with a wide stem, as `train` would build;
+    # patchformer on 30 series: a 3-member ensemble, its small-data stem, as `train` builds;
     # trials used to build the size-free defaults (one network) and best.json pinned them.
     from tsformer.patchformer import auto_params
 
@@ -159,6 +159,6 @@ def test_trials_and_best_config_use_the_data_scaled_defaults(tmp_path: Path,
     assert [m.n_members for m in built] == [3]
     best = tune.best_config(study, "patchformer")
     scaled = auto_params(1, 16, 30, 2)
-    assert best["model"]["members"] == 3 and best["model"]["stem_width"] == 64
+    assert best["model"]["members"] == 3 and best["model"]["stem"] == scaled["model"]["stem"]
     assert best["train"]["epochs"] == scaled["train"]["epochs"]
     assert best["train"]["augment"] == scaled["train"]["augment"]

@@ -423,6 +423,10 @@ def fit(
 
     # All data on the device once: no per-batch host copies.
     model.to(device)
+    Xt = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+    prime = getattr(model, "prime", None)
+    if prime is not None:  # data-dependent initialisation: series spread over the set
+        prime(Xt[torch.linspace(0, len(Xt) - 1, min(len(Xt), 64)).long().to(device)])
     train_model: nn.Module = model
     if distributed:  # wraps in place: `model` keeps the (shared) parameters
         # static_graph: some parameters may never get a gradient (e.g. a key bias that
@@ -430,7 +434,6 @@ def fit(
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             static_graph=True)
-    Xt = torch.from_numpy(np.ascontiguousarray(X)).to(device)
     yt = torch.from_numpy(y).to(device)
     Xvt = torch.from_numpy(np.ascontiguousarray(Xv)).to(device) if Xv is not None else None
     yvt = torch.from_numpy(yv).to(device) if yv is not None else None

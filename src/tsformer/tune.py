@@ -223,7 +223,7 @@ def run_tune(
                                       validation_split, seed)
     n_classes = int(np.max(y)) + 1
     # Trials build and train what the preset builds for data of this size (e.g. patchformer's
-    # ensemble and wide stem on small sets), not its size-free defaults.
+    # ensemble and small-data stem), not its size-free defaults.
     base = get_preset(preset, data_shape(Xf, n_classes))
     base_model, base_train = base["model"], base["train"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
