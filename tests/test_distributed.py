@@ -79,7 +79,8 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
 
 
 # Each rank records the epoch shuffles of a 2-member ensemble trained with mixup on shards
-# of unequal size (batch 7 over 2 ranks: 4 and 3 series).
+# of unequal size (batch 7 over 2 ranks: 4 and 3 series), and the rocket stem's thresholds
+# as `fit` primed them, before DDP's first buffer broadcast could hide a difference.
 ENSEMBLE_WORKER = """
 import json, sys
 import numpy as np, torch
@@ -96,13 +97,16 @@ def recording(n, *args, **kwargs):
 torch.randperm = recording
 X = np.random.default_rng(0).normal(size=(26, 1, 16)).astype(np.float32)
 y = np.arange(26) % 2
-model = PatchFormer(1, 16, 2, members=2, d_model=16, depth=1, n_heads=2, stem_width=8)
+model = PatchFormer(1, 16, 2, members=2, d_model=16, depth=1, n_heads=2, stem="rocket")
+primed = []
+prime = model.prime
+model.prime = lambda x: (prime(x), primed.append(model.nets[0].patch.bias.sum().item()))
 cfg = TrainConfig(optimizer="adamw", lr=1e-3, batch_size=7, epochs=3, augment=["warp"],
                   mixup=0.4, validation_split=0.0, patience=None, verbose=0, seed=5,
                   device="cpu")
 fit(model, X, y, cfg)
 with open(f"{sys.argv[1]}/rank{distributed.rank()}.json", "w") as f:
-    json.dump(shuffles, f)
+    json.dump({"shuffles": shuffles, "primed": primed}, f)
 """
 
 
@@ -118,5 +122,6 @@ def test_torchrun_ensemble_with_mixup_keeps_the_ranks_shuffles_in_step(tmp_path:
         capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert len(ranks[0]) == 3 * 2  # 3 epochs x 2 members
-    assert ranks[0] == ranks[1]
+    assert len(ranks[0]["shuffles"]) == 3 * 2  # 3 epochs x 2 members
+    assert ranks[0]["shuffles"] == ranks[1]["shuffles"]
+    assert len(ranks[0]["primed"]) == 1 and ranks[0]["primed"] == ranks[1]["primed"]

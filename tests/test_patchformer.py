@@ -105,6 +105,10 @@ def test_fit_sets_rocket_thresholds_from_training_series_before_the_first_step()
         biases += [net.patch.bias for net in m.nets]
     for b in biases:
         assert torch.equal(b, primed.nets[0].patch.bias)
+    # Training further (other data) keeps the thresholds the learned weights were fit to.
+    fit(m, X.cumsum(-1), y, TrainConfig(lr=3e-3, batch_size=8, epochs=1, validation_split=0.0,
+                                        patience=None, verbose=0, seed=3))
+    assert torch.equal(m.nets[0].patch.bias, primed.nets[0].patch.bias)
 
 
 def test_diff_channels_feed_the_slope_of_each_channel():

@@ -185,8 +185,9 @@ class RocketTokens(nn.Module):
 
     Nothing before the linear map is learned, so on a few dozen series the network starts
     from the features a ridge fit on MiniRocket finds enough; mean-pooling the tokens is a
-    linear function of MiniRocket's own (whole-series) PPV features.  The thresholds are set
-    from the first training batch (a data-dependent initialisation, saved with the weights).
+    linear function of MiniRocket's own (whole-series) PPV features.  The thresholds are a
+    data-dependent initialisation, saved with the weights: ``fit`` sets them from training
+    series before the first step (:meth:`PatchFormer.prime`), else the first input does.
     """
 
     def __init__(self, c_in: int, n_timepoints: int, patch_len: int, stride: int, pad: int,
@@ -291,6 +292,8 @@ class PatchFormerNet(nn.Module):
         # which a ridge on MultiRocket's difference features also finds worth having.
         self.diff_norm = InstanceNorm() if diff else None
         n_channels = n_channels * (2 if diff else 1)
+        self.stem: nn.Module = nn.Identity()
+        patch_in = n_channels
         if stem in ("conv", "dilated"):
             k = self.stem_kernel
 
@@ -299,16 +302,12 @@ class PatchFormerNet(nn.Module):
                     return DilatedConv(c_in, stem_width, k)
                 return nn.Conv1d(c_in, stem_width, k, padding="same", bias=False)
 
-            self.stem: nn.Module = nn.Sequential(
+            self.stem = nn.Sequential(
                 conv(n_channels), nn.BatchNorm1d(stem_width), nn.GELU(),
                 conv(stem_width), nn.BatchNorm1d(stem_width), nn.GELU(),
             )
             patch_in = stem_width
-        else:
-            self.stem = nn.Identity()
-            patch_in = n_channels
         if stem == "rocket":  # fixed features per patch are the tokens: no learned patcher
-            self.stem = nn.Identity()
             self.patch: nn.Module = RocketTokens(n_channels, n_timepoints, self.patch_len,
                                                  self.stride, self.pad, d_model)
             self.pad = 0  # the rocket tokens pad their own features
@@ -354,8 +353,9 @@ class PatchFormerNet(nn.Module):
         return x
 
     def prime(self, x: Tensor) -> None:
-        """Data-dependent initialisation before training (the rocket stem's thresholds)."""
-        if isinstance(self.patch, RocketTokens):
+        """Data-dependent initialisation before training (the rocket stem's thresholds),
+        once: a trained network trained further keeps the thresholds its weights fit."""
+        if isinstance(self.patch, RocketTokens) and not bool(self.patch.ready):
             self.patch.fit_biases(self._inputs(x))
 
     def forward(self, x: Tensor) -> Tensor:
