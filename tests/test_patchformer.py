@@ -71,7 +71,7 @@ def test_rocket_stem_tokens_are_minirocket_ppv_per_patch():
     k = minirocket_kernels()
     assert k.shape == (84, 9) and (k.sum(1) == 0).all() and ((k == 2).sum(1) == 3).all()
     assert len({tuple(r.tolist()) for r in k}) == 84
-    stem = RocketTokens(1, 100, patch_len=4, stride=2, pad=0, d_out=8)
+    stem = RocketTokens(1, 100, patch_len=4, stride=2, d_out=8)
     assert stem.dilations == [1, 2, 4, 6, 8, 12]  # up to (T - 1) / 8, MiniRocket's bound
     x = torch.randn(6, 1, 100)
     stem.fit_biases(x)

@@ -190,8 +190,8 @@ class RocketTokens(nn.Module):
     series before the first step (:meth:`PatchFormer.prime`), else the first input does.
     """
 
-    def __init__(self, c_in: int, n_timepoints: int, patch_len: int, stride: int, pad: int,
-                 d_out: int, n_biases: int = 4, max_dilations: int = 8) -> None:
+    def __init__(self, c_in: int, n_timepoints: int, patch_len: int, stride: int, d_out: int,
+                 n_biases: int = 4, max_dilations: int = 8) -> None:
         super().__init__()
         top = math.log2(max(1.0, (n_timepoints - 1) / 8))
         self.dilations = sorted({int(2 ** e) for e in np.linspace(0, top, max_dilations)})
@@ -212,7 +212,8 @@ class RocketTokens(nn.Module):
         self.n_biases = n_biases
         self.register_buffer("bias", torch.zeros(n_feat, n_biases))
         self.register_buffer("ready", torch.tensor(False))
-        self.patch_len, self.stride, self.pad = patch_len, stride, pad
+        self.patch_len, self.stride = patch_len, stride
+        self.pad = _padding(n_timepoints, patch_len, stride)[0]
         self.norm = nn.BatchNorm1d(n_feat * n_biases)
         self.proj = nn.Conv1d(n_feat * n_biases, d_out, 1)
 
@@ -309,7 +310,7 @@ class PatchFormerNet(nn.Module):
             patch_in = stem_width
         if stem == "rocket":  # fixed features per patch are the tokens: no learned patcher
             self.patch: nn.Module = RocketTokens(n_channels, n_timepoints, self.patch_len,
-                                                 self.stride, self.pad, d_model)
+                                                 self.stride, d_model)
             self.pad = 0  # the rocket tokens pad their own features
         else:
             self.patch = nn.Conv1d(patch_in, d_model, self.patch_len, stride=self.stride)
