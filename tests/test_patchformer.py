@@ -446,3 +446,58 @@ def test_bad_model_options_are_one_clear_error(opts):
 
     with pytest.raises(ConfigError, match=next(iter(opts))):
         PatchFormer(1, 50, 2, **opts)
+
+
+def test_benchmark_merge_pools_runs_split_over_processes(tmp_path, monkeypatch, capsys):
+    """Runs split over processes (per dataset, per seed) merge into one table: the same
+    figures one process would have written, the headline mean given per seed."""
+    from tsformer import benchmark
+    from tsformer.cli import main
+
+    acc = {("Chinatown", 0): 0.90, ("Chinatown", 1): 0.80, ("Coffee", 0): 1.0,
+           ("Coffee", 1): 0.96, ("Chinatown", 2): 0.5}
+
+    def fake_train(preset, X, y, Xt, yt, n_classes, *, seed, overrides=None, **kw):
+        name = "Coffee" if X.shape[2] == 286 else "Chinatown"
+        return {"accuracy": acc[name, seed], "train_seconds": 1.0 + seed,
+                "train_cpu_seconds": 2.0}
+
+    monkeypatch.setattr(benchmark, "train_and_test", fake_train)
+    dirs = []
+    for name in ("Chinatown", "Coffee"):
+        for seed in (0, 1):
+            dirs.append(tmp_path / f"{name}-{seed}")
+            benchmark.run_benchmark([name], first_seed=seed, minirocket=False, out=dirs[-1],
+                                    progress=False)
+    whole = tmp_path / "whole"
+    benchmark.run_benchmark(["Chinatown", "Coffee"], seeds=2, minirocket=False, out=whole,
+                            progress=False)
+    out = tmp_path / "merged"
+    assert main(["benchmark", "--merge", *map(str, dirs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "seed 0 0.9500, seed 1 0.8800 (mean 0.9150 +- 0.0350)" in printed
+    merged = list(csv.DictReader(open(out / "results.csv")))
+    alone = list(csv.DictReader(open(whole / "results.csv")))
+    keys = ("dataset", "acc_mean", "acc_std", "seeds", "train_s", "minirocket_published")
+    assert [[r[k] for k in keys] for r in merged] == [[r[k] for k in keys] for r in alone]
+    assert merged[0]["acc_std"] == "0.0500" and merged[-1]["acc_mean"] == "0.9150"
+    assert "by seed" in (out / "results.md").read_text()
+    # Results written before runs carried their seed get it from the run's first seed.
+    old = json.loads((dirs[1] / "results.json").read_text())
+    for r in old["results"]:
+        for run in r["runs"]:
+            del run["seed"]
+    (dirs[1] / "results.json").write_text(json.dumps(old))
+    res, meta = benchmark.merge_results(dirs)
+    assert meta["seed_list"] == [0, 1] and benchmark.seed_means(res) == {
+        0: pytest.approx(0.95), 1: pytest.approx(0.88)}
+    # The same run twice, or another recipe, is one clear error and writes nothing.
+    assert main(["benchmark", "--merge", str(dirs[0]), str(dirs[0]), "--out",
+                 str(tmp_path / "twice")]) == 2
+    assert "both hold Chinatown resample 0 seed 0" in capsys.readouterr().err
+    other = tmp_path / "other"
+    benchmark.run_benchmark(["Chinatown"], first_seed=2, minirocket=False, out=other,
+                            progress=False, overrides={"model": {"depth": 1}})
+    assert main(["benchmark", "--merge", str(dirs[0]), str(other)]) == 2
+    assert "another configuration" in capsys.readouterr().err
+    assert not (tmp_path / "twice").exists()

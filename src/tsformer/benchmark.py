@@ -210,6 +210,9 @@ def write_results(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]
     header, rows = summarise(results)
     md = f"# Benchmark: preset {meta['preset']}\n\n`{meta['command']}`\n\n"
     md += markdown_table(header, rows) + "\n"
+    by_seed = seed_line(results)
+    if by_seed:
+        md += f"\n{by_seed}\n"
     (out / "results.md").write_text(md, encoding="utf-8")
     with open(out / "results.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -217,6 +220,96 @@ def write_results(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]
         w.writerows(rows)
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1,
                                                  default=str), encoding="utf-8")
+
+
+def _run_stats(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """A dataset's figures over its runs (seeds x resamples)."""
+    accs = [r["accuracy"] for r in runs]
+    return {"acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
+            "train_seconds_mean": float(np.mean([r["train_seconds"] for r in runs])),
+            "train_cpu_seconds_mean": float(np.mean([r["train_cpu_seconds"] for r in runs]))}
+
+
+def seed_means(results: list[dict[str, Any]]) -> dict[int, float]:
+    """Mean accuracy over the datasets, one per seed that every dataset has (averaged over
+    resamples): the spread of these is the spread of the headline mean."""
+    per: list[dict[int, list[float]]] = []
+    for r in results:
+        by: dict[int, list[float]] = {}
+        for run in r["runs"]:
+            if "seed" in run:
+                by.setdefault(int(run["seed"]), []).append(run["accuracy"])
+        per.append(by)
+    common = set.intersection(*(set(b) for b in per)) if per else set()
+    return {s: float(np.mean([np.mean(b[s]) for b in per])) for s in sorted(common)}
+
+
+def seed_line(results: list[dict[str, Any]]) -> str:
+    """'mean over N datasets by seed: ...' when there are several datasets and seeds."""
+    means = seed_means(results)
+    if len(results) < 2 or len(means) < 2:
+        return ""
+    v = list(means.values())
+    each = ", ".join(f"seed {s} {m:.4f}" for s, m in means.items())
+    return (f"mean over the {len(results)} datasets by seed: {each} "
+            f"(mean {np.mean(v):.4f} +- {np.std(v):.4f})")
+
+
+def merge_results(dirs: Sequence[str | os.PathLike]) -> tuple[list[dict[str, Any]],
+                                                               dict[str, Any]]:
+    """Results of several ``tsformer benchmark`` runs (one per dataset or per seed, as
+    processes split the work) as one: each dataset's runs pooled and its figures recomputed.
+
+    Refuses runs of other configurations (preset, overrides, epoch cap) and the same
+    dataset, resample and seed twice, so a merged table never mixes two recipes or counts a
+    run twice."""
+    from .errors import ConfigError
+
+    merged: dict[str, dict[str, Any]] = {}
+    where: dict[tuple[str, int, int], str] = {}
+    config: dict[str, Any] | None = None
+    for d in dirs:
+        path = Path(d) / "results.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            meta, results = data["meta"], data["results"]
+        except FileNotFoundError:
+            raise ConfigError(f"no results.json in {d}; pass tsformer benchmark output "
+                              "directories") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{path} is not a tsformer benchmark result ({e})") from None
+        this = {k: meta.get(k) for k in ("preset", "overrides", "max_epochs")}
+        if config is None:
+            config = this
+        elif this != config:
+            raise ConfigError(f"{d} ran another configuration ({this}) than the first "
+                              f"directory ({config}); merge runs of one configuration")
+        per_split = meta.get("seeds", 1)
+        for r in results:
+            for i, run in enumerate(r["runs"]):
+                # Results written before runs recorded their seed: runs are resample-major.
+                run.setdefault("seed", meta.get("first_seed", 0) + i % per_split)
+                key = (r["dataset"], int(run.get("resample", 0)), int(run["seed"]))
+                if key in where:
+                    raise ConfigError(f"{where[key]} and {d} both hold {key[0]} resample "
+                                      f"{key[1]} seed {key[2]}; merge distinct runs")
+                where[key] = str(d)
+            if r["dataset"] not in merged:
+                merged[r["dataset"]] = {**r, "runs": list(r["runs"])}
+            else:
+                m = merged[r["dataset"]]
+                m["runs"] += r["runs"]
+                m["minirocket_live"] = m.get("minirocket_live") or r.get("minirocket_live")
+    out = []
+    for r in merged.values():
+        r["runs"].sort(key=lambda run: (run.get("resample", 0), run["seed"]))
+        n_resamples = len({run.get("resample", 0) for run in r["runs"]})
+        out.append({**r, **_run_stats(r["runs"]), "resamples": n_resamples})
+    seeds = sorted({run["seed"] for r in out for run in r["runs"]})
+    meta = {**(config or {}), "seeds": len(seeds), "seed_list": seeds,
+            "merged_from": [str(d) for d in dirs], "date": time.strftime("%Y-%m-%d"),
+            "command": "tsformer benchmark --merge " + " ".join(str(d) for d in dirs)}
+    return out, meta
 
 
 # --------------------------------------------------------------------------- the runner
@@ -264,7 +357,7 @@ def run_benchmark(
                     r = train_and_test(preset, X, y, Xt, yt, len(classes), seed=seed,
                                        overrides=overrides, max_epochs=max_epochs,
                                        on_epoch=on_epoch)
-                    runs.append({"resample": rs, **r})
+                    runs.append({"resample": rs, "seed": seed, **r})
                     bar.update(1)
                     bar.set_postfix(last=f"{name} {r['accuracy']:.4f} in "
                                     f"{r['train_seconds']:.0f}s")
@@ -272,15 +365,11 @@ def run_benchmark(
                     bar.set_description(f"{name}: MiniRocket")
                     lives.append(live_minirocket(X, y, Xt, yt, n_jobs))
             live = _mean_live(lives)
-            accs = [r["accuracy"] for r in runs]
             results.append({
                 "dataset": name, "n_train": len(X), "n_test": len(Xt), "length": X.shape[2],
                 "n_channels": X.shape[1], "resamples": resamples, "n_classes": len(classes),
-                "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
-                "train_seconds_mean": float(np.mean([r["train_seconds"] for r in runs])),
-                "train_cpu_seconds_mean": float(np.mean([r["train_cpu_seconds"] for r in runs])),
-                "published": PUBLISHED_MINIROCKET.get(name), "minirocket_live": live,
-                "runs": runs,
+                **_run_stats(runs), "published": PUBLISHED_MINIROCKET.get(name),
+                "minirocket_live": live, "runs": runs,
             })
             if out is not None:  # keep partial results if a long run is stopped
                 write_results(out, results, meta)
@@ -314,6 +403,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-minirocket", action="store_true", help="skip the live MiniRocket run")
     p.add_argument("--out", help="output directory (default runs/benchmark-PRESET-TIME)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="train nothing: pool the results of earlier runs (say, one process "
+                   "per dataset or per seed) into one table, written to --out if given")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -327,6 +419,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resamples must be >= 1, not {args.resamples}")
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, not {args.threads}")
+    if args.merge:
+        results, meta = merge_results(args.merge)
+        if args.out:
+            write_results(Path(args.out), results, meta)
+        _print_table(results)
+        if args.out:
+            print(f"results written to {args.out}/results.md, results.csv and results.json",
+                  file=sys.stderr)
+        return 0
     torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.overrides)
     out = Path(args.out or f"runs/benchmark-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -338,10 +439,16 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs, minirocket=not args.no_minirocket, n_jobs=args.threads,
         out=out, progress=not args.quiet, command=command,
     )
-    header, rows = summarise(results)
-    print(markdown_table(header, rows))
+    _print_table(results)
     print(f"results written to {out}/results.md, results.csv and results.json", file=sys.stderr)
     return 0
+
+
+def _print_table(results: list[dict[str, Any]]) -> None:
+    header, rows = summarise(results)
+    print(markdown_table(header, rows))
+    if seed_line(results):
+        print(seed_line(results))
 
 
 def add_subcommand(sub: argparse._SubParsersAction) -> None:
