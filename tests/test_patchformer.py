@@ -306,7 +306,7 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "bench"
     rc = main(["benchmark", "--datasets", "Chinatown", "--max-epochs", "2", "--seeds", "2",
                "--threads", "1", "--no-minirocket", "--quiet", "--out", str(out),
-               "--set", "model.depth=1"])
+               "--set", "model.depth=1", "--set", "model.members=2"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| Chinatown |" in printed and "minirocket_published" in printed
@@ -315,7 +315,11 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys):
     assert 0.0 <= float(rows[0]["acc_mean"]) <= 1.0
     assert float(rows[0]["minirocket_published"]) == pytest.approx(0.969, abs=1e-3)
     data = json.loads((out / "results.json").read_text())
-    assert data["results"][0]["runs"][0]["params"]["model"]["depth"] == 1
+    runs = data["results"][0]["runs"]
+    assert runs[0]["params"]["model"]["depth"] == 1 and [r["seed"] for r in runs] == [0, 1]
+    # an ensemble's members are scored alone too, to show what averaging adds
+    assert all(len(r["member_accuracy"]) == 2 for r in runs)
+    assert all(0.0 <= a <= 1.0 for r in runs for a in r["member_accuracy"])
     assert (out / "results.md").read_text().startswith("# Benchmark")
 
 

@@ -119,10 +119,16 @@ def train_and_test(
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     proba = predict_logits(model, X_test).softmax(1).numpy()
     pred = proba.argmax(1)
-    return {"accuracy": float((pred == y_test).mean()), "train_seconds": wall,
-            "train_cpu_seconds": cpu, "epochs_run": len(history.rows),
-            "best_epoch": history.best_epoch, "params": params,
-            "test_proba": proba.round(5).tolist()}
+    out = {"accuracy": float((pred == y_test).mean()), "train_seconds": wall,
+           "train_cpu_seconds": cpu, "epochs_run": len(history.rows),
+           "best_epoch": history.best_epoch, "params": params,
+           "test_proba": proba.round(5).tolist()}
+    members = getattr(model, "nets", None)
+    if members is not None and len(members) > 1:  # does averaging pay: each member alone
+        out["member_accuracy"] = [
+            float((predict_logits(net, X_test).argmax(1).numpy() == y_test).mean())
+            for net in members]
+    return out
 
 
 def _minirocket(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
