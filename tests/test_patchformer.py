@@ -505,3 +505,21 @@ def test_benchmark_merge_pools_runs_split_over_processes(tmp_path, monkeypatch, 
     assert main(["benchmark", "--merge", str(dirs[0]), str(other)]) == 2
     assert "another configuration" in capsys.readouterr().err
     assert not (tmp_path / "twice").exists()
+
+
+def test_rocket_thresholds_travel_with_the_weights_and_are_not_refit():
+    # A network loaded from a primed one keeps the loaded thresholds on its first input
+    # (they are not re-set from that input), and priming it again changes nothing.
+    primed = PatchFormer(1, 40, 2, stem="rocket", **TINY)
+    primed.prime(torch.randn(8, 1, 40))
+    fresh = PatchFormer(1, 40, 2, stem="rocket", **TINY)
+    fresh.load_state_dict(primed.state_dict())
+    fresh.eval(), primed.eval()
+    x = 5 * torch.randn(4, 1, 40).cumsum(-1)  # other data than the priming series
+    torch.testing.assert_close(fresh(x), primed(x))
+    fresh.prime(x)
+    assert torch.equal(fresh.nets[0].patch.bias, primed.nets[0].patch.bias)
+    # An unprimed network takes its thresholds from its first input instead.
+    raw = PatchFormer(1, 40, 2, stem="rocket", **TINY).eval()
+    raw(x)
+    assert bool(raw.nets[0].patch.ready) and raw.nets[0].patch._primed

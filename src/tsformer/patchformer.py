@@ -212,6 +212,9 @@ class RocketTokens(nn.Module):
         self.n_biases = n_biases
         self.register_buffer("bias", torch.zeros(n_feat, n_biases))
         self.register_buffer("ready", torch.tensor(False))
+        # A host-side copy of `ready`, read on every forward pass: reading the buffer itself
+        # there would wait for the device once a step (a host sync on a GPU).
+        self._primed = False
         self.patch_len, self.stride = patch_len, stride
         self.pad = _padding(n_timepoints, patch_len, stride)[0]
         self.norm = nn.BatchNorm1d(n_feat * n_biases)
@@ -231,11 +234,17 @@ class RocketTokens(nn.Module):
         q = torch.linspace(0, 1, self.n_biases + 2, device=x.device)[1:-1]
         self.bias.copy_(torch.quantile(h, q, dim=1).T)
         self.ready.fill_(True)
+        self._primed = True
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._primed = bool(self.ready)  # loaded weights bring their thresholds
 
     @torch.no_grad()
     def features(self, x: Tensor) -> Tensor:
         """PPV per patch, ``(batch, features, tokens)``."""
-        if not bool(self.ready):  # not primed by `fit`: the first input sets the thresholds
+        if not self._primed:  # not primed by `fit`: the first input sets the thresholds
             self.fit_biases(x)
         h = self._conv(x)
         out = []
@@ -356,7 +365,7 @@ class PatchFormerNet(nn.Module):
     def prime(self, x: Tensor) -> None:
         """Data-dependent initialisation before training (the rocket stem's thresholds),
         once: a trained network trained further keeps the thresholds its weights fit."""
-        if isinstance(self.patch, RocketTokens) and not bool(self.patch.ready):
+        if isinstance(self.patch, RocketTokens) and not self.patch._primed:
             self.patch.fit_biases(self._inputs(x))
 
     def forward(self, x: Tensor) -> Tensor:
