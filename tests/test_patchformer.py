@@ -16,6 +16,7 @@ from tsformer.patchformer import (
     TRAIN_DEFAULTS,
     PatchFormer,
     PatchFormerNet,
+    RocketTokens,
     auto_params,
     resolve_patching,
 )
@@ -66,7 +67,7 @@ def test_dilated_stem_spans_the_kernel_with_nine_taps(kernel, dilations):
 def test_rocket_stem_tokens_are_minirocket_ppv_per_patch():
     import torch.nn.functional as F
 
-    from tsformer.patchformer import RocketTokens, minirocket_kernels
+    from tsformer.patchformer import minirocket_kernels
 
     k = minirocket_kernels()
     assert k.shape == (84, 9) and (k.sum(1) == 0).all() and ((k == 2).sum(1) == 3).all()
@@ -523,3 +524,17 @@ def test_rocket_thresholds_travel_with_the_weights_and_are_not_refit():
     raw = PatchFormer(1, 40, 2, stem="rocket", **TINY).eval()
     raw(x)
     assert bool(raw.nets[0].patch.ready) and raw.nets[0].patch._primed
+
+
+@pytest.mark.parametrize("length,patch_len,stride", [(80, 2, 1), (131, 4, 2), (577, 18, 9),
+                                                     (50, 9, 3), (50, 7, 3), (40, 40, 5)])
+def test_rocket_patch_means_equal_average_pooling_bit_for_bit(length, patch_len, stride):
+    # The block-sum path must give avg_pool1d's numbers exactly, so that its speed changes
+    # no trained weight; patches that are no whole number of strides take avg_pool1d itself.
+    import torch.nn.functional as F
+
+    stem = RocketTokens(1, length, patch_len, stride, 8)
+    width = length + stem.pad
+    ppv = (torch.rand(3, 5, width, generator=torch.Generator().manual_seed(0)) > 0.4).float()
+    torch.testing.assert_close(stem._patch_mean(ppv), F.avg_pool1d(ppv, patch_len, stride),
+                               rtol=0, atol=0)

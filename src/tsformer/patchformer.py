@@ -252,8 +252,26 @@ class RocketTokens(nn.Module):
             ppv = (h > self.bias[None, :, j, None].to(h.dtype)).to(x.dtype)
             if self.pad:
                 ppv = F.pad(ppv, (0, self.pad), mode="replicate")
-            out.append(F.avg_pool1d(ppv, self.patch_len, self.stride))
+            out.append(self._patch_mean(ppv))
         return torch.stack(out, 2).flatten(1, 2)  # feature-major, as the bias table
+
+    def _patch_mean(self, ppv: Tensor) -> Tensor:
+        """Each patch's mean of ``ppv``.  A patch a whole number of strides long is a run of
+        stride-long blocks (the automatic patching's are two): one pass sums the blocks, then a
+        few adds make the patches.  Equal to ``avg_pool1d`` bit for bit (the values are 0 and
+        1, so every partial sum is exact) and faster on the CPU: 3x for the features at
+        stride 1 (DistalPhalanxTW's training step 1.22x), 1.0-1.6x elsewhere
+        (``benchmarks/rocket_stem_speed.py``)."""
+        p, s = self.patch_len, self.stride
+        if p % s:
+            return F.avg_pool1d(ppv, p, s)
+        k = p // s
+        n = (ppv.shape[-1] - p) // s + 1
+        blocks = ppv[..., :(n - 1 + k) * s].unflatten(-1, (n - 1 + k, s)).sum(-1)
+        counts = blocks[..., :n]
+        for i in range(1, k):
+            counts = counts + blocks[..., i:i + n]
+        return counts / p
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(self.norm(self.features(x)))
