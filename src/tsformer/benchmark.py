@@ -453,8 +453,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def _print_table(results: list[dict[str, Any]]) -> None:
     header, rows = summarise(results)
     print(markdown_table(header, rows))
-    if seed_line(results):
-        print(seed_line(results))
+    by_seed = seed_line(results)
+    if by_seed:
+        print(by_seed)
 
 
 def add_subcommand(sub: argparse._SubParsersAction) -> None:
