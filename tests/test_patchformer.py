@@ -506,6 +506,14 @@ def test_benchmark_merge_pools_runs_split_over_processes(tmp_path, monkeypatch, 
     assert main(["benchmark", "--merge", str(dirs[0]), str(other)]) == 2
     assert "another configuration" in capsys.readouterr().err
     assert not (tmp_path / "twice").exists()
+    # A directory that holds no benchmark result, or a broken one: one line, exit 2.
+    assert main(["benchmark", "--merge", str(tmp_path / "nowhere")]) == 2
+    assert "no results.json in" in capsys.readouterr().err
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "results.json").write_text("{}")
+    assert main(["benchmark", "--merge", str(tmp_path / "broken")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a tsformer benchmark result" in err and len(err.strip().splitlines()) == 1
 
 
 def test_rocket_thresholds_travel_with_the_weights_and_are_not_refit():
