@@ -35,6 +35,15 @@ T, C, H, D, BLOCKS = 500, 1, 4, 256, 4
 P_DROP = 0.25
 
 
+DEVICE = torch.device("cpu")
+
+
+def _sync() -> None:
+    """A GPU step is only done when its kernels are: wait for them before reading the clock."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def _median_time(fn: Callable[[], object], steps: int, warmup: int = 1) -> float:
     return _median_times(fn, steps, warmup)[0]
 
@@ -46,10 +55,12 @@ def _median_times(
     distorts least; with 1 thread it is the wall time an idle core would give)."""
     for _ in range(warmup):
         fn()
+    _sync()
     wall, cpu = [], []
     for _ in range(steps):
         t0, c0 = time.perf_counter(), time.process_time()
         fn()
+        _sync()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return statistics.median(wall), statistics.median(cpu)
@@ -109,10 +120,10 @@ def time_training(
         model.dropout = attn_dropout
     else:
         _set_attention_dropout(model, attn_dropout)
-    model.train()
+    model.to(DEVICE).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7)
-    x = torch.randn(batch, C, T)
-    y = torch.randint(0, 2, (batch,))
+    x = torch.randn(batch, C, T, device=DEVICE)
+    y = torch.randint(0, 2, (batch,), device=DEVICE)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -127,8 +138,9 @@ def time_attention(backend: str, batch: int, steps: int, p: float) -> float:
     g = torch.Generator().manual_seed(0)
     lim = (6 / (C + H * D)) ** 0.5
     shapes = ((C, H, D), (H, D), (C, H, D), (H, D), (C, H, D), (H, D), (H, D, C), (C,))
-    ps = [((torch.rand(*s, generator=g) * 2 - 1) * lim).requires_grad_() for s in shapes]
-    x = torch.randn(batch, T, C, generator=g, requires_grad=True)
+    ps = [((torch.rand(*s, generator=g) * 2 - 1) * lim).to(DEVICE).requires_grad_()
+          for s in shapes]
+    x = torch.randn(batch, T, C, generator=g).to(DEVICE).requires_grad_()
     if backend == "direct":
         def fn() -> None:
             A.mha_direct(x, *ps, dropout_p=p).sum().backward()
@@ -176,11 +188,17 @@ def main(argv: list[str] | None = None) -> None:
                     help="python of an environment with tensorflow-cpu (default: this one; "
                     "env KERAS_PYTHON)")
     ap.add_argument("--no-attention", action="store_true", help="skip attention-alone timings")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]; float32 "
+                    "throughout (no autocast), so the paths compare like for like")
     args = ap.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, native kernel: {A.native_available()}")
+    if DEVICE.type == "cuda":
+        print(f"device {torch.cuda.get_device_name(DEVICE)} (the fast path uses SDPA there)")
     print(f"B={args.batch} T={T} C={C}, {BLOCKS} blocks, heads {H}x{D}, Adam; median s/step; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
@@ -189,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         for p in (0.0, P_DROP):
             fast = time_attention("auto", args.batch, args.steps, p)
             sdpa = time_attention("sdpa", args.batch, max(1, min(args.direct_steps, 3)), p)
-            print(f"  dropout {p:<4}  fast(native) {fast:.4f}  fast(sdpa, padded) {sdpa:.4f}  "
+            auto = "native" if DEVICE.type == "cpu" and A.native_available() else "auto"
+            print(f"  dropout {p:<4}  fast({auto}) {fast:.4f}  fast(sdpa, padded) {sdpa:.4f}  "
                   f"ratio {sdpa / fast:.1f}x")
 
     print("\nfull seed model, training step:")

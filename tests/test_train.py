@@ -263,3 +263,21 @@ def test_sam_updates_batchnorm_statistics_once_a_step():
                                      patience=None, sam=rho, verbose=0))
         stats.append({k: v for k, v in model.state_dict().items() if "running" in k})
     assert stats[0] and all(torch.equal(stats[0][k], stats[1][k]) for k in stats[0])
+
+
+def test_amp_bf16_autocasts_on_the_cpu_too_and_bad_modes_are_refused():
+    # "auto" keeps the CPU in float32 (bit-reproducible); "bf16" asks for bf16 autocast on any
+    # device, as CUDA's "auto" does, so a CPU run can reproduce a GPU run's arithmetic.
+    torch.manual_seed(0)
+    model = create_model("seed", n_channels=1, n_timepoints=30, n_classes=2, head_size=8)
+    X = np.random.default_rng(5).normal(size=(8, 1, 30)).astype(np.float32)
+    full, half = predict_logits(model, X), predict_logits(model, X, amp="bf16")
+    assert full.dtype == half.dtype == torch.float32
+    assert torch.equal(full, predict_logits(model, X, amp="off"))
+    assert 0 < float((full - half).abs().max()) < 0.05  # bf16 rounding, not another function
+    h = fit(model, X, np.arange(8) % 2, TrainConfig(epochs=1, amp="bf16", verbose=0))
+    assert np.isfinite(h.rows[0]["loss"])
+    with pytest.raises(ConfigError, match="amp must be one of auto, bf16, off"):
+        TrainConfig(amp="fp16")
+    with pytest.raises(ConfigError, match="amp must be one of"):
+        predict_logits(model, X, amp="half")

@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from . import distributed as dist_
 from .errors import ConfigError
 
+AMP_MODES = ("auto", "bf16", "off")
+
 
 @dataclass
 class TrainConfig:
@@ -54,7 +56,7 @@ class TrainConfig:
     sam: float = 0.0  # radius rho of sharpness-aware minimisation (Foret et al. 2021); 0: off
     seed: int | None = 0
     device: str = "auto"
-    amp: str = "auto"  # bf16 autocast on CUDA when "auto"; "off" disables
+    amp: str = "auto"  # bf16 autocast: "auto" on CUDA only, "bf16" on any device, "off" never
     compile: bool = False
     verbose: int = 1  # 0 silent; 1 a line per epoch (and a progress bar on a terminal)
 
@@ -83,6 +85,9 @@ class TrainConfig:
                 continue
             if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy's too
                 raise ConfigError(f"training option {f.name} must be a number, not {v!r}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"training option amp must be one of {', '.join(AMP_MODES)}, "
+                              f"not {self.amp!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -223,7 +228,9 @@ def keras_validation_split(n: int, validation_split: float) -> int:
 
 
 def _autocast(device: torch.device, amp: str):
-    use = amp != "off" and device.type == "cuda"
+    if amp not in AMP_MODES:
+        raise ConfigError(f"amp must be one of {AMP_MODES}, not {amp!r}")
+    use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use)
 
 
