@@ -124,3 +124,25 @@ def test_loading_never_unpickles(tmp_path):
     (path / "model.safetensors").write_bytes(pickle.dumps(np.zeros(3)))
     with pytest.raises(ModelDirError):
         load_pretrained(path)
+
+
+def test_a_rocket_model_saved_before_stem_precision_loads_in_full_precision(tmp_path):
+    # Configs written before the option existed lack it; they must load as they were trained
+    # (fp32 stem), not as the preset's current bf16 stem.
+    import json
+
+    torch.manual_seed(0)
+    over = {"stem": "rocket", "stem_precision": "fp32", "members": 1}
+    model = create_model("patchformer", n_channels=1, n_timepoints=60, n_classes=2, **over)
+    x = torch.randn(8, 1, 60).cumsum(-1)
+    model.prime(x)
+    cfg = make_config("patchformer", resolve_model_params("patchformer", over), {},
+                      n_channels=1, n_timepoints=60, classes=[0, 1])
+    path = save_pretrained(tmp_path / "old", model, cfg)
+    conf = json.loads((path / "config.json").read_text())
+    del conf["model"]["stem_precision"]
+    (path / "config.json").write_text(json.dumps(conf))
+    loaded, _ = load_pretrained(path)
+    assert loaded.nets[0].patch.precision == "fp32"
+    model.eval()
+    assert torch.equal(model(x), loaded(x))

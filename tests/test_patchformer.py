@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tsformer.errors import ConfigError
 from tsformer.models import PRESETS, create_model
 from tsformer.patchformer import (
     TARGET_TOKENS,
@@ -546,3 +547,32 @@ def test_rocket_patch_means_equal_average_pooling_bit_for_bit(length, patch_len,
     ppv = (torch.rand(3, 5, width, generator=torch.Generator().manual_seed(0)) > 0.4).float()
     torch.testing.assert_close(stem._patch_mean(ppv), F.avg_pool1d(ppv, patch_len, stride),
                                rtol=0, atol=0)
+
+
+def test_rocket_stem_bf16_precision_rounds_input_outputs_and_thresholds_on_any_device():
+    # What CUDA's bf16 autocast did to the stem, made explicit so a CPU computes the same
+    # features: the preset asks for it; a bare network (or a config saved before the option)
+    # keeps full precision.
+    import torch.nn.functional as F
+
+    from tsformer.patchformer import minirocket_kernels
+
+    assert PatchFormerNet(1, 100, 2, stem="rocket").patch.precision == "fp32"
+    assert create_model("patchformer", n_channels=1, n_timepoints=100, n_classes=2,
+                        stem="rocket").nets[0].patch.precision == "bf16"
+    x = torch.randn(6, 1, 100).cumsum(-1) / 10  # slow wiggles: rounding moves some ties
+    full = RocketTokens(1, 100, patch_len=4, stride=2, d_out=8)
+    half = RocketTokens(1, 100, patch_len=4, stride=2, d_out=8, precision="bf16")
+    full.fit_biases(x)
+    half.load_state_dict(full.state_dict())  # the same thresholds (fit in full precision)
+    k = minirocket_kernels()[:1, None]
+    r = lambda t: t.to(torch.bfloat16).float()  # noqa: E731
+    h = r(F.conv1d(r(x), k, padding=4))
+    want = F.avg_pool1d((h > r(full.bias[0, 1])).float(), 4, 2)[:, 0]
+    got = half.features(x)
+    assert torch.equal(got[:, 1], want)
+    assert not torch.equal(got, full.features(x))  # a different function, not a no-op
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast adds no second rounding
+        assert torch.equal(half.features(x), got)
+    with pytest.raises(ConfigError, match="stem_precision must be one of fp32, bf16"):
+        PatchFormerNet(1, 100, 2, stem="conv", stem_precision="fp16")

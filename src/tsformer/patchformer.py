@@ -177,6 +177,14 @@ def minirocket_kernels() -> Tensor:
     return w
 
 
+STEM_PRECISIONS = ("fp32", "bf16")
+
+
+def _bf16(t: Tensor) -> Tensor:
+    """``t`` rounded to bfloat16 (nearest even), kept in float32 for the arithmetic after."""
+    return t.to(torch.bfloat16).float()
+
+
 class RocketTokens(nn.Module):
     """Tokens from fixed MiniRocket features: the 84 kernels at dilations up to a ninth of
     the series, each output thresholded at ``n_biases`` quantiles of its own training
@@ -188,11 +196,22 @@ class RocketTokens(nn.Module):
     linear function of MiniRocket's own (whole-series) PPV features.  The thresholds are a
     data-dependent initialisation, saved with the weights: ``fit`` sets them from training
     series before the first step (:meth:`PatchFormer.prime`), else the first input does.
+
+    ``precision="bf16"`` rounds the input, the kernel outputs and the thresholds to bfloat16
+    before comparing, on every device: what CUDA's bf16 autocast did to this stem, and 1-2
+    points more accurate where it mattered (FreezerSmallTrain, FiftyWords; docs/benchmarks.md,
+    ablation 30). Rounding puts small wiggles and near-threshold outputs on exact ties that
+    the strict ``>`` counts as negative. ``"fp32"`` (the default, so models saved before the
+    option load unchanged) keeps full precision.
     """
 
     def __init__(self, c_in: int, n_timepoints: int, patch_len: int, stride: int, d_out: int,
-                 n_biases: int = 4, max_dilations: int = 8) -> None:
+                 n_biases: int = 4, max_dilations: int = 8, precision: str = "fp32") -> None:
         super().__init__()
+        if precision not in STEM_PRECISIONS:
+            raise ConfigError(f"stem_precision must be one of {', '.join(STEM_PRECISIONS)}, "
+                              f"not {precision!r}")
+        self.precision = precision
         top = math.log2(max(1.0, (n_timepoints - 1) / 8))
         self.dilations = sorted({int(2 ** e) for e in np.linspace(0, top, max_dilations)})
         k = minirocket_kernels()
@@ -246,10 +265,15 @@ class RocketTokens(nn.Module):
         """PPV per patch, ``(batch, features, tokens)``."""
         if not self._primed:  # not primed by `fit`: the first input sets the thresholds
             self.fit_biases(x)
-        h = self._conv(x)
+        bias = self.bias
+        if self.precision == "bf16":  # the same rounding with or without CUDA autocast
+            h = _bf16(self._conv(_bf16(x)))
+            bias = _bf16(bias)
+        else:
+            h = self._conv(x)
         out = []
         for j in range(self.n_biases):  # one threshold at a time bounds the memory
-            ppv = (h > self.bias[None, :, j, None].to(h.dtype)).to(x.dtype)
+            ppv = (h > bias[None, :, j, None].to(h.dtype)).to(x.dtype)
             if self.pad:
                 ppv = F.pad(ppv, (0, self.pad), mode="replicate")
             out.append(self._patch_mean(ppv))
@@ -289,6 +313,8 @@ class PatchFormerNet(nn.Module):
     ``pool``: ``"meanmax"`` (default: mean and max over tokens, concatenated), ``"mean"`` or
     ``"cls"`` (a class token).  ``spectral``: add
     log-magnitude spectrum patches as tokens (measured not to pay; off by default).
+    ``stem_precision``: the rocket stem's arithmetic, ``"fp32"`` or ``"bf16"`` (the preset's;
+    see :class:`RocketTokens`).
     """
 
     def __init__(
@@ -298,6 +324,7 @@ class PatchFormerNet(nn.Module):
         stem_width: int = 32, stem_kernel: int | str = "auto", dropout: float = 0.1,
         drop_path: float = 0.1, pos: str = "none", pool: str = "meanmax",
         instance_norm: bool = True, spectral: bool = False, diff: bool = False,
+        stem_precision: str = "fp32",
     ) -> None:
         super().__init__()
         if stem not in ("conv", "dilated", "patch", "rocket"):
@@ -307,6 +334,9 @@ class PatchFormerNet(nn.Module):
             raise ConfigError(f"pos must be 'learned' or 'none', not {pos!r}")
         if pool not in ("mean", "meanmax", "cls"):
             raise ConfigError(f"pool must be 'mean', 'meanmax' or 'cls', not {pool!r}")
+        if stem_precision not in STEM_PRECISIONS:  # used by the rocket stem; checked for all
+            raise ConfigError(f"stem_precision must be one of {', '.join(STEM_PRECISIONS)}, "
+                              f"not {stem_precision!r}")
         for name, flag in (("instance_norm", instance_norm), ("spectral", spectral),
                            ("diff", diff)):
             if not isinstance(flag, bool | np.bool_):  # "--set model.diff=abc" reads as true
@@ -337,7 +367,8 @@ class PatchFormerNet(nn.Module):
             patch_in = stem_width
         if stem == "rocket":  # fixed features per patch are the tokens: no learned patcher
             self.patch: nn.Module = RocketTokens(n_channels, n_timepoints, self.patch_len,
-                                                 self.stride, d_model)
+                                                 self.stride, d_model,
+                                                 precision=stem_precision)
             self.pad = 0  # the rocket tokens pad their own features
         else:
             self.patch = nn.Conv1d(patch_in, d_model, self.patch_len, stride=self.stride)
@@ -483,7 +514,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "d_model": 64, "depth": 3, "n_heads": 4, "mlp_ratio": 2.0, "patch_len": "auto",
     "stride": "auto", "stem": "conv", "stem_width": 32, "stem_kernel": "auto", "dropout": 0.1,
     "drop_path": 0.1, "pos": "none", "pool": "meanmax", "instance_norm": True, "members": 1,
-    "spectral": False, "diff": False,
+    "spectral": False, "diff": False, "stem_precision": "bf16",
 }
 
 #: Training options that do not depend on the data (the rest come from :func:`auto_params`).
