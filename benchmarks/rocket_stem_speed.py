@@ -10,6 +10,10 @@ shared, noisy machine; CPU time of the process (not wall time, which waits for t
 processes on a busy machine), medians over steps after one warm-up step.
 
     PYTHONPATH=src python benchmarks/rocket_stem_speed.py [--steps 7] [--threads 1]
+        [--compare pooling|precision]
+
+``--compare precision`` times the stem's bf16 rounding (``stem_precision="bf16"``, the
+preset's) against full precision instead; those two give different features by design.
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compare", choices=("pooling", "precision"), default="pooling",
+                    help="pooling: block sums vs avg_pool1d (default); precision: bf16 vs fp32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     block_sums = RocketTokens._patch_mean
     print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.steps} steps")
-    print("| dataset | batch | step ms (block sums / avg_pool) | step ratio | "
-          "features ms (block sums / avg_pool) | features ratio |")
+    new, old = ("block sums", "avg_pool") if args.compare == "pooling" else ("bf16", "fp32")
+    print(f"| dataset | batch | step ms ({new} / {old}) | step ratio ({old} / {new}) | "
+          f"features ms ({new} / {old}) | features ratio ({old} / {new}) |")
     print("|---|---:|---:|---:|---:|---:|")
     ratios = []
     for name, length, n_train in SHAPES:
@@ -71,9 +78,14 @@ def main() -> None:
 
         times: dict[str, list[float]] = {"step new": [], "step old": [], "feat new": [],
                                          "feat old": []}
+        ways = ((("new", block_sums, "bf16"), ("old", _avg_pool, "bf16"))
+                if args.compare == "pooling" else
+                (("new", block_sums, "bf16"), ("old", block_sums, "fp32")))
         for i in range(args.steps + 1):
-            for way, fn in (("new", block_sums), ("old", _avg_pool)):
+            for way, fn, precision in ways:
                 RocketTokens._patch_mean = fn
+                for net in model.nets:
+                    net.patch.precision = precision
                 for what, call in (("step", step), ("feat", feats)):
                     t = time.process_time()
                     call()

@@ -198,11 +198,11 @@ class RocketTokens(nn.Module):
     series before the first step (:meth:`PatchFormer.prime`), else the first input does.
 
     ``precision="bf16"`` rounds the input, the kernel outputs and the thresholds to bfloat16
-    before comparing, on every device: what CUDA's bf16 autocast did to this stem, and 1-2
-    points more accurate where it mattered (FreezerSmallTrain, FiftyWords; docs/benchmarks.md,
-    ablation 30). Rounding puts small wiggles and near-threshold outputs on exact ties that
-    the strict ``>`` counts as negative. ``"fp32"`` (the default, so models saved before the
-    option load unchanged) keeps full precision.
+    before comparing, on every device: what CUDA's bf16 autocast did to this stem, which
+    took FreezerSmallTrain from 0.97-0.98 to 0.997 (docs/benchmarks.md, ablation 30).
+    Rounding puts small wiggles and near-threshold outputs on exact ties, which the strict
+    ``>`` counts as negative. ``"fp32"`` (the default, so models saved before the option
+    load unchanged) keeps full precision.
     """
 
     def __init__(self, c_in: int, n_timepoints: int, patch_len: int, stride: int, d_out: int,
