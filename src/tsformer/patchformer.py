@@ -200,9 +200,10 @@ class RocketTokens(nn.Module):
     ``precision="bf16"`` rounds the input, the kernel outputs and the thresholds to bfloat16
     before comparing, on every device: what CUDA's bf16 autocast did to this stem, which
     took FreezerSmallTrain from 0.97-0.98 to 0.997 (docs/benchmarks.md, ablation 30).
-    Rounding puts small wiggles and near-threshold outputs on exact ties, which the strict
-    ``>`` counts as negative. ``"fp32"`` (the default, so models saved before the option
-    load unchanged) keeps full precision.
+    The input's rounding is what mattered there (one seed): it flattens noise-level wiggles,
+    so more outputs land exactly on zero, which the strict ``>`` counts as negative.
+    ``"fp32"`` (the default, so models saved before the option load unchanged) keeps full
+    precision.
     """
 
     def __init__(self, c_in: int, n_timepoints: int, patch_len: int, stride: int, d_out: int,
