@@ -200,8 +200,8 @@ class RocketTokens(nn.Module):
     ``precision="bf16"`` rounds the input, the kernel outputs and the thresholds to bfloat16
     before comparing, on every device: what CUDA's bf16 autocast did to this stem, which
     took FreezerSmallTrain from 0.97-0.98 to 0.997 (docs/benchmarks.md, ablation 30).
-    The input's rounding is what mattered there (one seed): it flattens noise-level wiggles,
-    so more outputs land exactly on zero, which the strict ``>`` counts as negative.
+    The input's rounding is what mattered there (one seed); a guess at why: it flattens
+    noise-level wiggles, so more outputs land exactly on zero, which ``>`` counts as negative.
     ``"fp32"`` (the default, so models saved before the option load unchanged) keeps full
     precision.
     """
