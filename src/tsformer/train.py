@@ -229,7 +229,7 @@ def keras_validation_split(n: int, validation_split: float) -> int:
 
 def _autocast(device: torch.device, amp: str):
     if amp not in AMP_MODES:
-        raise ConfigError(f"amp must be one of {AMP_MODES}, not {amp!r}")
+        raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, not {amp!r}")
     use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use)
 
