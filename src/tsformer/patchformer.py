@@ -180,6 +180,13 @@ def minirocket_kernels() -> Tensor:
 STEM_PRECISIONS = ("fp32", "bf16")
 
 
+def _checked_precision(precision: str) -> str:
+    if precision not in STEM_PRECISIONS:
+        raise ConfigError(f"stem_precision must be one of {', '.join(STEM_PRECISIONS)}, "
+                          f"not {precision!r}")
+    return precision
+
+
 def _bf16(t: Tensor) -> Tensor:
     """``t`` rounded to bfloat16 (nearest even), kept in float32 for the arithmetic after."""
     return t.to(torch.bfloat16).float()
@@ -209,10 +216,7 @@ class RocketTokens(nn.Module):
     def __init__(self, c_in: int, n_timepoints: int, patch_len: int, stride: int, d_out: int,
                  n_biases: int = 4, max_dilations: int = 8, precision: str = "fp32") -> None:
         super().__init__()
-        if precision not in STEM_PRECISIONS:
-            raise ConfigError(f"stem_precision must be one of {', '.join(STEM_PRECISIONS)}, "
-                              f"not {precision!r}")
-        self.precision = precision
+        self.precision = _checked_precision(precision)
         top = math.log2(max(1.0, (n_timepoints - 1) / 8))
         self.dilations = sorted({int(2 ** e) for e in np.linspace(0, top, max_dilations)})
         k = minirocket_kernels()
@@ -335,9 +339,7 @@ class PatchFormerNet(nn.Module):
             raise ConfigError(f"pos must be 'learned' or 'none', not {pos!r}")
         if pool not in ("mean", "meanmax", "cls"):
             raise ConfigError(f"pool must be 'mean', 'meanmax' or 'cls', not {pool!r}")
-        if stem_precision not in STEM_PRECISIONS:  # used by the rocket stem; checked for all
-            raise ConfigError(f"stem_precision must be one of {', '.join(STEM_PRECISIONS)}, "
-                              f"not {stem_precision!r}")
+        _checked_precision(stem_precision)  # used by the rocket stem; checked for every stem
         for name, flag in (("instance_norm", instance_norm), ("spectral", spectral),
                            ("diff", diff)):
             if not isinstance(flag, bool | np.bool_):  # "--set model.diff=abc" reads as true
