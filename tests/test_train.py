@@ -277,7 +277,7 @@ def test_amp_bf16_autocasts_on_the_cpu_too_and_bad_modes_are_refused():
     assert 0 < float((full - half).abs().max()) < 0.05  # bf16 rounding, not another function
     h = fit(model, X, np.arange(8) % 2, TrainConfig(epochs=1, amp="bf16", verbose=0))
     assert np.isfinite(h.rows[0]["loss"])
-    with pytest.raises(ConfigError, match="amp must be one of auto, bf16, off"):
+    with pytest.raises(ConfigError, match="amp must be one of auto, bf16, bf16-emulated, off"):
         TrainConfig(amp="fp16")
     with pytest.raises(ConfigError, match="amp must be one of"):
         predict_logits(model, X, amp="half")

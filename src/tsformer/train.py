@@ -26,9 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import distributed as dist_
+from .amp import AMP_MODES, autocast
 from .errors import ConfigError
-
-AMP_MODES = ("auto", "bf16", "off")
 
 
 @dataclass
@@ -56,7 +55,8 @@ class TrainConfig:
     sam: float = 0.0  # radius rho of sharpness-aware minimisation (Foret et al. 2021); 0: off
     seed: int | None = 0
     device: str = "auto"
-    amp: str = "auto"  # bf16 autocast: "auto" on CUDA only, "bf16" on any device, "off" never
+    amp: str = "auto"  # bf16: "auto" CUDA only, "bf16" any device, "bf16-emulated" CUDA's
+    # numerics on any device at float32 speed, "off" never (tsformer.amp)
     compile: bool = False
     verbose: int = 1  # 0 silent; 1 a line per epoch (and a progress bar on a terminal)
 
@@ -227,13 +227,6 @@ def keras_validation_split(n: int, validation_split: float) -> int:
     return int(math.floor(n * (1.0 - validation_split)))
 
 
-def _autocast(device: torch.device, amp: str):
-    if amp not in AMP_MODES:
-        raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, not {amp!r}")
-    use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use)
-
-
 @torch.no_grad()
 def predict_logits(
     model: nn.Module, X: np.ndarray | Tensor, *, batch_size: int = 256,
@@ -247,7 +240,7 @@ def predict_logits(
     try:
         for i in range(0, len(X), batch_size):
             xb = torch.as_tensor(X[i:i + batch_size], dtype=torch.float32).to(dev)
-            with _autocast(dev, amp):
+            with autocast(dev, amp):
                 out.append(model(xb).float().cpu())
     finally:
         model.train(was_training)
@@ -484,7 +477,7 @@ def fit(
                          weight: float, n_global: int) -> tuple[Tensor, Tensor]:
         """One batch's forward pass, loss and gradients (zeroed first): the logits and the
         batch's summed loss, for the epoch's figures."""
-        with _autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             logits = step_fn(xb)
         if distributed:
             # Sum / global batch, times W as DDP averages gradients over W ranks: the
