@@ -28,6 +28,8 @@ def test_emulated_matmuls_equal_real_bf16_autocast_and_stay_bf16():
     ulp = real.float().abs() * 2.0 ** -7
     assert bool(((emu.float() - real.float()).abs() <= ulp + 1e-6).all())
     assert not _bf16_valued(lin(x))  # outside the context: float32 again
+    with EmulatedBF16():  # as autocast, float64 is left alone
+        assert lin.double()(x.double()).dtype == torch.float64
 
 
 def test_bf16_emulated_mode_trains_the_patchformer_in_bf16_numerics_on_the_cpu():

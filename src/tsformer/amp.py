@@ -55,8 +55,9 @@ def _tree(x: Any, f: Callable[[torch.Tensor], torch.Tensor]) -> Any:
 
 
 def _rounded(t: torch.Tensor) -> torch.Tensor:
-    """bf16 values held in float32, so the op after multiplies at float32 speed."""
-    if t.dtype in (torch.float32, torch.float64):
+    """bf16 values held in float32, so the op multiplies at float32 speed; like autocast,
+    only float32 (and bf16) inputs change."""
+    if t.dtype == torch.float32:
         return t.to(torch.bfloat16).float()
     return t.float() if t.dtype == torch.bfloat16 else t
 
@@ -66,12 +67,14 @@ def _widened(t: torch.Tensor) -> torch.Tensor:
 
 
 def _narrowed(t: torch.Tensor) -> torch.Tensor:
-    return t.to(torch.bfloat16) if t.is_floating_point() else t
+    return t.to(torch.bfloat16) if t.dtype == torch.float32 else t
 
 
 def _call(func: Callable[..., Any], args: tuple, kwargs: dict,
           cast: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    return func(*_tree(args, cast), **{k: _tree(v, cast) for k, v in kwargs.items()})
+    """``func`` on cast arguments; an ``out=`` tensor is the caller's and stays as it is."""
+    return func(*_tree(args, cast),
+                **{k: v if k == "out" else _tree(v, cast) for k, v in kwargs.items()})
 
 
 class EmulatedBF16(TorchFunctionMode):
