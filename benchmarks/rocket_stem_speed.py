@@ -10,15 +10,18 @@ shared, noisy machine; CPU time of the process (not wall time, which waits for t
 processes on a busy machine), medians over steps after one warm-up step.
 
     PYTHONPATH=src python benchmarks/rocket_stem_speed.py [--steps 7] [--threads 1]
-        [--compare pooling|precision]
+        [--compare pooling|precision|amp]
 
 ``--compare precision`` times the stem's bf16 rounding (``stem_precision="bf16"``, the
 preset's) against full precision instead; those two give different features by design.
+``--compare amp`` times the whole step under ``train.amp="bf16-emulated"``
+(:class:`tsformer.amp.EmulatedBF16`) against float32, the stem in bf16 in both.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import time
@@ -26,6 +29,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from tsformer.amp import EmulatedBF16
 from tsformer.patchformer import PatchFormer, RocketTokens, auto_params
 
 #: (dataset, length, training series) of the development set's sets under 500 series.
@@ -44,13 +48,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--compare", choices=("pooling", "precision"), default="pooling",
-                    help="pooling: block sums vs avg_pool1d (default); precision: bf16 vs fp32")
+    ap.add_argument("--compare", choices=("pooling", "precision", "amp"), default="pooling",
+                    help="pooling: block sums vs avg_pool1d (default); precision: the stem in "
+                         "bf16 vs fp32; amp: the step under bf16-emulated vs fp32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     block_sums = RocketTokens._patch_mean
     print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.steps} steps")
-    new, old = ("block sums", "avg_pool") if args.compare == "pooling" else ("bf16", "fp32")
+    new, old = {"pooling": ("block sums", "avg_pool"), "precision": ("bf16", "fp32"),
+                "amp": ("bf16-emulated", "fp32")}[args.compare]
     print(f"| dataset | batch | step ms ({new} / {old}) | step ratio ({old} / {new}) | "
           f"features ms ({new} / {old}) | features ratio ({old} / {new}) |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -78,17 +84,21 @@ def main() -> None:
 
         times: dict[str, list[float]] = {"step new": [], "step old": [], "feat new": [],
                                          "feat old": []}
-        ways = ((("new", block_sums, "bf16"), ("old", _avg_pool, "bf16"))
-                if args.compare == "pooling" else
-                (("new", block_sums, "bf16"), ("old", block_sums, "fp32")))
+        plain = contextlib.nullcontext
+        ways = {"pooling": (("new", block_sums, "bf16", plain), ("old", _avg_pool, "bf16", plain)),
+                "precision": (("new", block_sums, "bf16", plain),
+                              ("old", block_sums, "fp32", plain)),
+                "amp": (("new", block_sums, "bf16", EmulatedBF16),
+                        ("old", block_sums, "bf16", plain))}[args.compare]
         for i in range(args.steps + 1):
-            for way, fn, precision in ways:
+            for way, fn, precision, context in ways:
                 RocketTokens._patch_mean = fn
                 for net in model.nets:
                     net.patch.precision = precision
                 for what, call in (("step", step), ("feat", feats)):
                     t = time.process_time()
-                    call()
+                    with context():
+                        call()
                     if i:  # the first round warms up
                         times[f"{what} {way}"].append(time.process_time() - t)
         RocketTokens._patch_mean = block_sums

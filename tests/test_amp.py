@@ -56,3 +56,39 @@ def test_bf16_emulated_on_cuda_is_cudas_own_autocast():
     assert isinstance(autocast(torch.device("cpu"), "bf16-emulated"), EmulatedBF16)
     with pytest.raises(Exception, match="amp must be one of"):
         autocast(torch.device("cpu"), "fp8")
+
+
+def test_a_model_predicts_in_the_precision_it_trained_in_after_save_and_load(tmp_path):
+    # A bf16-emulated model validated on bf16 numbers; its predictions (fitted, reloaded,
+    # through the CLI) must be those numbers, not float32's.
+    import json
+
+    import tsformer
+    from tsformer.cli import main
+    from tsformer.errors import ModelDirError
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 1, 32)).astype(np.float32)
+    y = np.arange(24) % 3
+    clf = tsformer.TransformerClassifier(
+        "patchformer", epochs=1, random_state=0, verbose=0,
+        model_params={"members": 1}, train_params={"amp": "bf16-emulated"}).fit(X, y)
+    emulated = predict_logits(clf.model_, X, amp="bf16-emulated").softmax(1).double()
+    full = predict_logits(clf.model_, X, amp="off").softmax(1).double()
+    assert not torch.allclose(emulated, full, atol=1e-6)
+    assert np.allclose(clf.predict_proba(X), emulated.numpy(), atol=1e-6)
+    clf.save(tmp_path / "m")
+    assert np.array_equal(tsformer.load(tmp_path / "m").predict_proba(X), clf.predict_proba(X))
+    np.savetxt(tmp_path / "x.csv", X[:, 0], delimiter=",")
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "x.csv"), "--no-labels",
+                 "--format", "json", "--output", str(tmp_path / "p.json")]) == 0
+    cli = [[r["probabilities"][str(c)] for c in clf.classes_]
+           for r in json.loads((tmp_path / "p.json").read_text())]
+    assert np.allclose(cli, emulated.numpy(), atol=1e-6)
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["train"]["amp"] = "fp8"
+    cfg_path.write_text(json.dumps(cfg))
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "x.csv"), "--no-labels"]) != 0
+    with pytest.raises(ModelDirError, match="train.amp must be one of"):
+        tsformer.load(tmp_path / "m")

@@ -240,7 +240,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model.cpu()
     metrics: dict[str, Any] = {"dataset": name, "preset": preset, **history.summary()}
     if Xte is not None:
-        test = evaluate(model, Xte, test_codes, classes)
+        test = evaluate(model, Xte, test_codes, classes, amp=cfg.amp)
         metrics["test"] = test
         print(f"test accuracy: {test['accuracy']:.4f}")
         _info(format_metrics(test, classes))
@@ -270,7 +270,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import codes_for, load_dataset
-    from .io import load_pretrained
+    from .io import inference_amp, load_pretrained
     from .metrics import evaluate, format_metrics
 
     model, cfg = load_pretrained(args.run_dir)
@@ -289,7 +289,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if X.shape[1:] != (n_ch, n_t):
             raise DataError(f"{what} is {X.shape[1]} x {X.shape[2]} but the model expects "
                             f"{n_ch} x {n_t}")
-    m = evaluate(model, X, codes_for(y, cfg["classes"], what), cfg["classes"])
+    m = evaluate(model, X, codes_for(y, cfg["classes"], what), cfg["classes"],
+                 amp=inference_amp(cfg))
     if args.json:
         print(json.dumps(m, indent=2))
     else:
@@ -300,13 +301,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from .io import load_pretrained
+    from .io import inference_amp, load_pretrained
     from .train import predict_logits
 
     model, cfg = load_pretrained(args.run_dir)
     X, _ = _read_for_model(args.file, cfg["input"]["n_channels"], cfg["input"]["n_timepoints"],
                            cfg["classes"], labels=args.labels)
-    proba = torch.softmax(predict_logits(model, X, batch_size=args.batch_size), 1).numpy()
+    proba = torch.softmax(predict_logits(model, X, batch_size=args.batch_size,
+                                         amp=inference_amp(cfg)), 1).numpy()
     classes = cfg["classes"]
     labels = [classes[i] for i in proba.argmax(1)]
     if args.format == "json":

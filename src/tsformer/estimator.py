@@ -293,7 +293,9 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         from .train import predict_logits
 
         Xa = self._check_input(X)
-        return predict_logits(self.model_, Xa, batch_size=int(self.predict_batch_size))
+        # in the precision it trained and validated in ("auto" before the option existed)
+        amp = (getattr(self, "train_config_", None) or {}).get("amp", "auto")
+        return predict_logits(self.model_, Xa, batch_size=int(self.predict_batch_size), amp=amp)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, ``(n_cases, n_classes)`` in the order of ``classes_``."""
@@ -383,7 +385,7 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassif
     Only JSON and safetensors are read, never pickles.  A missing, corrupt or inconsistent
     directory raises one :class:`~tsformer.errors.ModelDirError` naming the problem.
     """
-    from .io import load_pretrained
+    from .io import inference_amp, load_pretrained
     from .models import count_parameters
     from .train import resolve_device
 
@@ -399,6 +401,7 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassif
         raise ModelDirError(f"{p / 'config.json'}: 'model' and 'train' must be objects; "
                             "the directory is corrupt")
     train = dict(cfg.get("train") or {})
+    inference_amp(cfg)  # a corrupt precision fails here, not at the first predict
     params = cfg.get("estimator")
     if not isinstance(params, dict):  # a CLI run directory: rebuild the parameters
         params = {"model_params": dict(cfg["model"]),

@@ -162,6 +162,19 @@ def load_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cp
     return model.to(device).eval(), cfg
 
 
+def inference_amp(cfg: dict[str, Any]) -> str:
+    """The precision a saved model predicts in: the one it trained and validated in
+    (``train.amp``; "auto" for directories written before the option)."""
+    from .amp import AMP_MODES
+
+    train = cfg.get("train")
+    amp = train.get("amp", "auto") if isinstance(train, dict) else "auto"
+    if amp not in AMP_MODES:
+        raise ModelDirError(f"config.json: train.amp must be one of {', '.join(AMP_MODES)}, "
+                            f"not {amp!r}; the directory is corrupt")
+    return amp
+
+
 def model_card(cfg: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
     """A README model card: what the model is, what it was trained on, how well, how to load."""
     data = cfg.get("data") or {}

@@ -14,11 +14,12 @@ from .train import History, predict_logits
 
 
 def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray, classes: list[Any], *,
-             batch_size: int = 256) -> dict[str, Any]:
-    """Accuracy, loss, confusion matrix and per-class precision/recall/F1 on codes ``y``."""
+             batch_size: int = 256, amp: str = "auto") -> dict[str, Any]:
+    """Accuracy, loss, confusion matrix and per-class precision/recall/F1 on codes ``y``;
+    ``amp``: the precision of the forward pass (tsformer.amp)."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
-    logits = predict_logits(model, X, batch_size=batch_size)
+    logits = predict_logits(model, X, batch_size=batch_size, amp=amp)
     y_t = torch.as_tensor(np.asarray(y, dtype=np.int64))
     pred = logits.argmax(1).numpy()
     labels = list(range(len(classes)))

@@ -41,7 +41,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..io import CARD_NAME, load_pretrained
+from ..io import CARD_NAME, inference_amp, load_pretrained
 from ..train import predict_logits
 from . import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, SAMPLE_NAME
 
@@ -346,8 +346,8 @@ class Batcher:
     """One thread owns the model and runs every waiting request's series as one batch."""
 
     def __init__(self, model: torch.nn.Module, *, max_batch: int, batch_size: int,
-                 max_pending: int) -> None:
-        self._model = model
+                 max_pending: int, amp: str = "auto") -> None:
+        self._model, self._amp = model, amp
         self._max_batch, self._batch_size, self._max_pending = max_batch, batch_size, max_pending
         self._queue: queue.SimpleQueue[tuple[np.ndarray, concurrent.futures.Future] | None] = (
             queue.SimpleQueue())
@@ -379,8 +379,8 @@ class Batcher:
     def predict_now(self, X: np.ndarray) -> np.ndarray:
         """Synchronous inference, for warm-up before the worker starts."""
         with torch.inference_mode():
-            return torch.softmax(predict_logits(self._model, X, batch_size=self._batch_size),
-                                 1).numpy()
+            return torch.softmax(predict_logits(self._model, X, batch_size=self._batch_size,
+                                                amp=self._amp), 1).numpy()
 
     def _run(self) -> None:
         while True:
@@ -551,7 +551,7 @@ def create_app(
     classes: list[Any] = list(cfg["classes"])
     keys = [str(c) for c in classes]
     batcher = Batcher(model, max_batch=max(max_instances, batch_size), batch_size=batch_size,
-                      max_pending=max_pending or 8 * max_instances)
+                      max_pending=max_pending or 8 * max_instances, amp=inference_amp(cfg))
     batcher.predict_now(np.zeros((1, n_ch, n_t), np.float32))  # fail now, not on request 1
     sample = _load_sample(model_dir / SAMPLE_NAME, n_ch, n_t)
     metrics = _read_json(model_dir / "metrics.json", 1024 * 1024)
