@@ -80,8 +80,10 @@ def _call(func: Callable[..., Any], args: tuple, kwargs: dict,
 class EmulatedBF16(TorchFunctionMode):
     """CUDA's bf16 autocast numerics with float32 arithmetic (module docstring: why).
 
-    A context manager, like ``torch.autocast``; it sees every torch function called inside,
-    so its cost is a dictionary lookup per op (3% of a patchformer step on the CPU)."""
+    A context manager, like ``torch.autocast``.  It sees every torch function called inside,
+    and the bf16 tensors between the matmuls are slower on a CPU than float32 ones: a
+    patchformer step costs 1.15x float32's (``benchmarks/rocket_stem_speed.py --compare
+    amp``, geometric mean over the development set's small sets)."""
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
