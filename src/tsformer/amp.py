@@ -8,7 +8,7 @@ more than the CPU on FiftyWords (docs/benchmarks.md, "On a GPU").  torch's own C
 does not reproduce it cheaply: on a CPU without bf16 instructions it ran a patchformer step
 3.6x slower than float32, and its op lists differ from CUDA's (layer norm in bf16).
 
-:class:`EmulatedBF16` computes CUDA autocast's numerics at float32 speed: a matmul-class op
+:class:`EmulatedBF16` computes CUDA autocast's numerics with float32 matmuls: a matmul-class op
 rounds its inputs to bf16, multiplies in float32 (the products of bf16 numbers are exact in
 float32, and CUDA accumulates in float32 too) and returns a real bf16 tensor, so the ops after
 it run on bf16 values as on the GPU; a float32-list op upcasts its inputs.  Summation order
