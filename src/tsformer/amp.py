@@ -54,12 +54,15 @@ def _tree(x: Any, f: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     return x
 
 
+def bf16_values(t: torch.Tensor) -> torch.Tensor:
+    """``t`` rounded to bfloat16 (nearest even), held in float32 for the arithmetic after."""
+    return t.to(torch.bfloat16).float()
+
+
 def _rounded(t: torch.Tensor) -> torch.Tensor:
-    """bf16 values held in float32, so the op multiplies at float32 speed; like autocast,
-    only float32 (and bf16) inputs change."""
-    if t.dtype == torch.float32:
-        return t.to(torch.bfloat16).float()
-    return t.float() if t.dtype == torch.bfloat16 else t
+    """A matmul input as autocast sees it: float32 and bf16 become bf16 values (held in
+    float32, so the op multiplies at float32 speed); other dtypes are left alone."""
+    return bf16_values(t) if t.dtype in (torch.float32, torch.bfloat16) else t
 
 
 def _widened(t: torch.Tensor) -> torch.Tensor:

@@ -293,9 +293,9 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         from .train import predict_logits
 
         Xa = self._check_input(X)
-        # in the precision it trained and validated in ("auto" before the option existed)
-        amp = (getattr(self, "train_config_", None) or {}).get("amp", "auto")
-        return predict_logits(self.model_, Xa, batch_size=int(self.predict_batch_size), amp=amp)
+        # in the precision it trained and validated in
+        return predict_logits(self.model_, Xa, batch_size=int(self.predict_batch_size),
+                              amp=self.train_config_["amp"])
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, ``(n_cases, n_classes)`` in the order of ``classes_``."""
@@ -401,7 +401,6 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassif
         raise ModelDirError(f"{p / 'config.json'}: 'model' and 'train' must be objects; "
                             "the directory is corrupt")
     train = dict(cfg.get("train") or {})
-    inference_amp(cfg)  # a corrupt precision fails here, not at the first predict
     params = cfg.get("estimator")
     if not isinstance(params, dict):  # a CLI run directory: rebuild the parameters
         params = {"model_params": dict(cfg["model"]),
@@ -418,6 +417,7 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassif
     clf.model_ = model
     clf.history_ = _history_from_dir(p)
     clf.model_params_ = dict(cfg["model"])
-    clf.train_config_ = train
+    # "auto" for directories written before the option; a corrupt value fails here
+    clf.train_config_ = {**train, "amp": inference_amp(cfg)}
     clf.n_parameters_ = count_parameters(model)
     return clf

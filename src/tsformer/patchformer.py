@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .amp import bf16_values
 from .errors import ConfigError
 from .models import ARCHITECTURES, DATA_SCALED, register_preset
 
@@ -187,11 +188,6 @@ def _checked_precision(precision: str) -> str:
     return precision
 
 
-def _bf16(t: Tensor) -> Tensor:
-    """``t`` rounded to bfloat16 (nearest even), kept in float32 for the arithmetic after."""
-    return t.to(torch.bfloat16).float()
-
-
 class RocketTokens(nn.Module):
     """Tokens from fixed MiniRocket features: the 84 kernels at dilations up to a ninth of
     the series, each output thresholded at ``n_biases`` quantiles of its own training
@@ -272,8 +268,8 @@ class RocketTokens(nn.Module):
             self.fit_biases(x)
         bias = self.bias
         if self.precision == "bf16":  # the same rounding with or without CUDA autocast
-            h = _bf16(self._conv(_bf16(x)))
-            bias = _bf16(bias)
+            h = bf16_values(self._conv(bf16_values(x)))
+            bias = bf16_values(bias)
         else:
             h = self._conv(x)
         out = []
