@@ -2,7 +2,7 @@
 
 Why: a small set's training step is bound by kernel launches (an H200 ran one patchformer
 process at about 17 steps a second, the GPU mostly idle), so one GPU serves many processes
-at once: 12 side by side gave 6x the throughput of one (docs/benchmarks.md, "On a GPU").
+at once: 12 side by side gave 6x the throughput of one (docs/results.md, "On a GPU").
 On a CPU, run as many as there are cores, each with one thread.
 
 Jobs start longest first (steps = epochs x batches from the preset's data-scaled options),

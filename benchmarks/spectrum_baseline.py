@@ -1,6 +1,6 @@
 """How much of a dataset's signal is in its spectrum: a ridge classifier on log |FFT|.
 
-Motivates the patchformer's long stem kernels (docs/benchmarks.md, "Accurate preset",
+Motivates the patchformer's long stem kernels (docs/results.md, "Accurate preset",
 ablation 1): on FordA the spectrum alone scores 0.920, so frequency content is most of it.
 
     python benchmarks/spectrum_baseline.py [--datasets FordA ...]

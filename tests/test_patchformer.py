@@ -129,7 +129,7 @@ def test_diff_channels_feed_the_slope_of_each_channel():
 
 
 def test_default_has_no_absolute_positions_and_pools_mean_and_max():
-    # absolute positions did not pay (docs/benchmarks.md), so none by default
+    # absolute positions did not pay (docs/results.md), so none by default
     assert PatchFormerNet(1, 100, 2).pos is None
     # the head sees the mean and the max over tokens: a shape anywhere moves the max
     net = PatchFormerNet(1, 100, 2, d_model=32, n_heads=4).eval()
