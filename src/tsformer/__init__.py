@@ -1,13 +1,15 @@
 """tsformer: transformer classifiers for time series on PyTorch."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .errors import ConfigError, DataError, ModelDirError, TsformerError  # noqa: E402
-from .models import create_model, register_preset  # noqa: E402
+from .pipeline import RunConfig, create_model, resolve  # noqa: E402
+from .registry import register_model, register_preset  # noqa: E402
 
 __all__ = [
-    "ConfigError", "DataError", "ModelDirError", "TransformerClassifier", "TsformerError",
-    "__version__", "create_model", "load", "register_preset",
+    "ConfigError", "DataError", "ModelDirError", "RunConfig", "TransformerClassifier",
+    "TsformerError", "__version__", "create_model", "load", "register_model", "register_preset",
+    "resolve",
 ]
 
 

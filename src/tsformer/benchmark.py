@@ -7,12 +7,10 @@ child process, see :func:`live_minirocket`).
 The test split is read only for the final evaluation.  Results go to the terminal and to
 ``results.md``, ``results.csv`` and ``results.json`` in the output directory.
 
-Also runnable as ``python -m tsformer.benchmark``.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib.util
 import json
@@ -23,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,40 +41,6 @@ DEV_SET: tuple[str, ...] = tuple(PUBLISHED_MINIROCKET)
 # --------------------------------------------------------------------------- one run
 
 
-def _parse_value(text: str) -> Any:
-    """``--set`` values: JSON when it parses (numbers, lists, true/null), else a string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["model.d_model=128", "train.augment=[]"]`` -> ``{"model": {...}, "train": {...}}``."""
-    from .errors import ConfigError
-
-    out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
-    for item in items:
-        key, sep, value = item.partition("=")
-        group, dot, name = key.partition(".")
-        if not sep or not dot or group not in out or not name:
-            raise ConfigError(f"--set wants model.NAME=VALUE or train.NAME=VALUE, not {item!r}")
-        out[group][name] = _parse_value(value)
-    return out
-
-
-def preset_params(preset: str, n_channels: int, n_timepoints: int, n_train: int,
-                  n_classes: int) -> dict[str, dict[str, Any]]:
-    """Model/train options for a preset on data of this shape (its ``DATA_SCALED`` rule, as
-    ``train`` and the estimator use)."""
-    from .models import get_preset
-
-    data = {"n_channels": n_channels, "n_timepoints": n_timepoints, "n_train": n_train,
-            "n_classes": n_classes}
-    spec = get_preset(preset, data)
-    return {"model": spec["model"], "train": spec["train"]}
-
-
 def _load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]:
     """Train/test arrays with integer codes; test labels mapped onto the training classes."""
     from .data import codes_for, encode_labels, load_dataset
@@ -90,45 +55,41 @@ def _load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, li
 def train_and_test(
     preset: str, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
     y_test: np.ndarray, n_classes: int, *, seed: int = 0,
-    overrides: dict[str, dict[str, Any]] | None = None, max_epochs: int | None = None,
+    overrides: dict[str, Any] | None = None, max_epochs: int | None = None,
     on_epoch: Any = None,
 ) -> dict[str, Any]:
-    """Fit one model (validation only from the training data), then score it on the test."""
-    import torch
+    """Fit one model through the pipeline (validation only from the training data), then
+    score it on the test split."""
+    from .config import DataShape, resolve
+    from .inference import predict_logits
+    from .models import Ensemble
+    from .pipeline import train
 
-    from .models import create_model
-    from .train import TrainConfig, fit, predict_logits
-
-    _, c, t = X_train.shape
-    overrides = overrides or {}
-    params = preset_params(preset, c, t, len(X_train), n_classes)
-    params["model"].update(overrides.get("model", {}))
-    params["train"].update(overrides.get("train", {}))
-    if max_epochs is not None:
-        params["train"]["epochs"] = min(int(params["train"].get("epochs", 200)), max_epochs)
-        params["train"]["warmup_epochs"] = min(float(params["train"].get("warmup_epochs", 0)),
-                                               params["train"]["epochs"] / 10)
-    params["train"].update(seed=seed, verbose=0)
-    cfg = TrainConfig.from_dict(params["train"])
-    torch.manual_seed(seed)
-    model = create_model(preset, n_channels=c, n_timepoints=t, n_classes=n_classes,
-                         **params["model"])
+    over = {"model": dict((overrides or {}).get("model") or {}),
+            "train": {**((overrides or {}).get("train") or {}), "seed": seed, "verbose": 0},
+            "members": (overrides or {}).get("members")}
+    cfg = resolve(preset, DataShape.of(X_train, n_classes), over)
+    if max_epochs is not None and cfg.train.epochs > max_epochs:
+        cfg = replace(cfg, train=cfg.train.replace(epochs=max_epochs))
     wall, cpu = time.perf_counter(), time.process_time()
-    history = fit(model, X_train, y_train, cfg,
-                  on_epoch_end=(lambda e, row: on_epoch(e, cfg.epochs)) if on_epoch else None)
+    result = train(cfg, X_train, y_train,
+                   on_epoch_end=(lambda e, row: on_epoch(e, cfg.train.epochs)) if on_epoch
+                   else None)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    # Tested in the precision it trained in (bf16 on CUDA by default; bf16-emulated anywhere).
-    proba = predict_logits(model, X_test, amp=cfg.amp).softmax(1).numpy()
+    model, amp = result.model, cfg.train.amp
+    proba = predict_logits(model, X_test, amp=amp).softmax(1).numpy()
     pred = proba.argmax(1)
     out = {"accuracy": float((pred == y_test).mean()), "train_seconds": wall,
-           "train_cpu_seconds": cpu, "epochs_run": len(history.rows),
-           "best_epoch": history.best_epoch, "params": params,
+           "train_cpu_seconds": cpu,
+           "epochs_run": sum(len(h.rows) for h in result.histories),
+           "best_epoch": result.histories[0].best_epoch,
+           "params": {"model": cfg.model.to_dict(), "train": cfg.train.to_dict(),
+                      "members": cfg.members},
            "test_proba": proba.round(5).tolist()}
-    members = getattr(model, "nets", None)
-    if members is not None and len(members) > 1:  # does averaging pay: each member alone
+    if isinstance(model, Ensemble):  # does averaging pay: each member alone
         out["member_accuracy"] = [
-            float((predict_logits(net, X_test, amp=cfg.amp).argmax(1).numpy() == y_test).mean())
-            for net in members]
+            float((predict_logits(net, X_test, amp=amp).argmax(1).numpy() == y_test).mean())
+            for net in model.members]
     return out
 
 
@@ -331,12 +292,13 @@ def run_benchmark(
     """Every dataset x resample x seed, with one progress bar for the whole run; returns the
     results.  Resample 0 is the archive's split; ``resamples=30`` is the protocol of the
     published MiniRocket figures (:func:`tsformer.data.stratified_resample`)."""
+    import torch
     from tqdm.auto import tqdm
 
+    from .config import check_overrides
     from .data import stratified_resample
-    from .models import get_preset
 
-    get_preset(preset)  # fail before any training on an unknown preset
+    check_overrides(preset, overrides)  # fail before any training on a bad option
     total = len(datasets) * resamples * seeds
     bar = tqdm(total=total, desc="benchmark", unit="run", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
@@ -344,7 +306,7 @@ def run_benchmark(
     meta = {"preset": preset, "seeds": seeds, "first_seed": first_seed, "resamples": resamples,
             "overrides": overrides or {}, "max_epochs": max_epochs, "command": command,
             "date": time.strftime("%Y-%m-%d"),
-            "torch_threads": _torch_threads()}
+            "torch_threads": torch.get_num_threads()}
     try:
         for name in datasets:
             bar.set_description(f"{name}: loading")
@@ -383,101 +345,3 @@ def run_benchmark(
     finally:
         bar.close()
     return results
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--datasets", nargs="+", default=list(DEV_SET), metavar="NAME",
-                   help="dataset names or paths (default: the 15-dataset development set)")
-    p.add_argument("--preset", default="patchformer", help="preset to train (default patchformer)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per dataset (default 1)")
-    p.add_argument("--first-seed", type=int, default=0,
-                   help="seeds are FIRST..FIRST+N-1 (default 0): split seeds over processes")
-    p.add_argument("--resamples", type=int, default=1,
-                   help="train/test resamples per dataset (default 1: the archive's split); "
-                   "30 is the protocol of the published MiniRocket figures")
-    p.add_argument("--max-epochs", type=int, help="cap every run's epochs (quick checks)")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="GROUP.NAME=VALUE", help="override an option, e.g. model.depth=4 or "
-                   "train.augment=[] (repeatable; for ablations)")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
-                   help="torch CPU threads (default min(2, cores))")
-    p.add_argument("--no-minirocket", action="store_true", help="skip the live MiniRocket run")
-    p.add_argument("--out", help="output directory (default runs/benchmark-PRESET-TIME)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--merge", nargs="+", metavar="DIR",
-                   help="train nothing: pool the results of earlier runs (say, one process "
-                   "per dataset or per seed) into one table, written to --out if given")
-
-
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    import torch
-
-    from .errors import ConfigError
-
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, not {args.seeds}")
-    if args.resamples < 1:
-        raise ConfigError(f"--resamples must be >= 1, not {args.resamples}")
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, not {args.threads}")
-    if args.merge:
-        results, meta = merge_results(args.merge)
-        if args.out:
-            write_results(Path(args.out), results, meta)
-        _print_table(results)
-        if args.out:
-            print(f"results written to {args.out}/results.md, results.csv and results.json",
-                  file=sys.stderr)
-        return 0
-    torch.set_num_threads(args.threads)
-    overrides = parse_overrides(args.overrides)
-    out = Path(args.out or f"runs/benchmark-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    command = "tsformer benchmark " + " ".join(sys.argv[1:] if sys.argv[1:2] != ["benchmark"]
-                                               else sys.argv[2:])
-    results = run_benchmark(
-        args.datasets, preset=args.preset, seeds=args.seeds, first_seed=args.first_seed,
-        resamples=args.resamples, overrides=overrides,
-        max_epochs=args.max_epochs, minirocket=not args.no_minirocket, n_jobs=args.threads,
-        out=out, progress=not args.quiet, command=command,
-    )
-    _print_table(results)
-    print(f"results written to {out}/results.md, results.csv and results.json", file=sys.stderr)
-    return 0
-
-
-def _print_table(results: list[dict[str, Any]]) -> None:
-    header, rows = summarise(results)
-    print(markdown_table(header, rows))
-    by_seed = seed_line(results)
-    if by_seed:
-        print(by_seed)
-
-
-def add_subcommand(sub: argparse._SubParsersAction) -> None:
-    """Adds ``tsformer benchmark`` to the CLI (listed in ``cli.FEATURE_COMMANDS``)."""
-    p = sub.add_parser("benchmark", help="train/test a preset on UCR datasets beside MiniRocket")
-    add_arguments(p)
-    p.set_defaults(func=cmd_benchmark)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import TsformerError
-
-    p = argparse.ArgumentParser(prog="python -m tsformer.benchmark", description=__doc__)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return cmd_benchmark(args)
-    except TsformerError as e:
-        print(f"tsformer benchmark: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

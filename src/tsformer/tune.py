@@ -14,12 +14,8 @@ lets many workers on many machines share one study (``docs/scaling.md``).
 
 from __future__ import annotations
 
-import argparse
 import csv
-import dataclasses
 import io
-import json
-import math
 import os
 import random
 import sys
@@ -88,15 +84,15 @@ def register_search_space(preset: str, model: Mapping[str, ParamSpec] | None = N
 
 def search_space(preset: str) -> dict[str, dict[str, ParamSpec]]:
     """The space searched for ``preset``, with defaults filled in and every entry checked."""
-    from .models import get_preset
-    from .train import TrainConfig
+    from .registry import get_architecture, get_preset
+    from .training import TrainConfig
 
     spec = get_preset(preset)  # unknown preset -> ConfigError listing the presets
     declared = SEARCH_SPACES.get(preset, {})
     space = {"model": dict(declared.get("model", {})),
              "train": dict(declared.get("train", GENERIC_TRAIN_SPACE))}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for section, known in (("model", set(spec["model"])), ("train", train_fields)):
+    model_fields = set(get_architecture(spec.arch).options.names())
+    for section, known in (("model", model_fields), ("train", set(TrainConfig.names()))):
         for name, p in space[section].items():
             if name not in known:
                 raise ConfigError(f"search space of {preset!r}: {section} option {name!r} does "
@@ -214,18 +210,17 @@ def run_tune(
     import optuna
     import torch
 
-    from .models import create_model, data_shape, get_preset
-    from .train import TrainConfig, fit
+    from .config import DataShape, resolve
+    from .pipeline import train
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     space = search_space(preset)
     Xf, yf, Xv, yv = split_validation(np.asarray(X, np.float32), np.asarray(y, np.int64),
                                       validation_split, seed)
     n_classes = int(np.max(y)) + 1
-    # Trials build and train what the preset builds for data of this size (e.g. patchformer's
-    # ensemble and small-data stem), not its size-free defaults.
-    base = get_preset(preset, data_shape(Xf, n_classes))
-    base_model, base_train = base["model"], base["train"]
+    # Trials train what the preset builds for data of this size (e.g. patchformer's
+    # small-data stem), one network each: an ensemble's members share these options.
+    shape = DataShape.of(Xf, n_classes)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(storage, study_name, pruner=pruner)
     for key, value in (("preset", preset), ("n_timepoints", int(X.shape[2]))):
@@ -235,17 +230,20 @@ def run_tune(
         elif have != value:
             raise ConfigError(f"study {study_name!r} was started with {key} {have!r}, not "
                               f"{value!r}; use another --study name")
-    study.set_user_attr("data", data_shape(X, n_classes))  # best_config scales by it
+    full = DataShape.of(X, n_classes)
+    study.set_user_attr("data", {"n_channels": full.n_channels, "n_timepoints":
+                                 full.n_timepoints, "n_classes": full.n_classes,
+                                 "n_train": full.n_train})  # best_config scales by it
 
     def objective(trial: optuna.Trial) -> float:
         model_over, train_over = suggest(trial, space)
         trial.set_user_attr("model", model_over)
         trial.set_user_attr("train", train_over)
-        cfg = TrainConfig.from_dict({**base_train, **train_over, "epochs": epochs,
-                                     "seed": seed, "device": device, "verbose": 0})
-        torch.manual_seed(seed)  # same initial draw for every trial: fairer comparisons
-        model = create_model(preset, n_channels=X.shape[1], n_timepoints=X.shape[2],
-                             n_classes=n_classes, **{**base_model, **model_over})
+        # same seed for every trial (the same initial draw): fairer comparisons
+        cfg = resolve(preset, shape, {
+            "model": model_over, "members": 1,
+            "train": {**train_over, "epochs": epochs, "seed": seed, "device": device,
+                      "verbose": 0}})
         pruned_at: list[int] = []
 
         def report(epoch: int, row: dict[str, float]) -> bool:
@@ -255,7 +253,8 @@ def run_tune(
                 return True
             return False
 
-        history = fit(model, Xf, yf, cfg, validation_data=(Xv, yv), on_epoch_end=report)
+        result = train(cfg, Xf, yf, validation_data=(Xv, yv), on_epoch_end=report)
+        history = result.histories[0]
         if history.interrupted:
             raise KeyboardInterrupt
         if pruned_at:
@@ -299,25 +298,29 @@ def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def best_config(study: optuna.Study, preset: str) -> dict[str, Any]:
-    """The best trial as a preset file for ``tsformer train --config``.
+    """The best trial as a config file for ``tsformer train --config``.
 
     ``model`` holds every model option (not only the searched ones), so the file still means
     the same thing if the preset's defaults change; ``train`` holds the preset's training
-    defaults with the searched values, and the preset's full epoch budget (not the shorter
-    one used per trial).  Both are the preset's defaults for the tuned data's size (the
-    study records it), as ``tsformer train`` would scale them for that dataset.
+    options with the searched values and the preset's full epoch budget (not the shorter
+    one used per trial), as the preset scales them for the tuned data's size (the study
+    records it); ``members`` is the preset's for that size.
     """
-    from .models import get_preset, resolve_model_params
+    from .config import DataShape, resolve
 
     if not _completed(study):
         raise ConfigError(f"no trial of study {study.study_name!r} has completed yet "
                           f"({len(study.trials)} pruned/failed/running); run more trials")
     best = study.best_trial
-    model_over = best.user_attrs.get("model", {})
-    train_over = best.user_attrs.get("train", {})
-    data = study.user_attrs.get("data")  # absent in studies from before it was recorded
-    return {"preset": preset, "model": resolve_model_params(preset, model_over, data),
-            "train": {**get_preset(preset, data)["train"], **train_over}}
+    data = study.user_attrs.get("data")
+    shape = (DataShape(**data) if isinstance(data, dict)
+             else DataShape(1, int(study.user_attrs.get("n_timepoints", 500)), 2))
+    cfg = resolve(preset, shape, {"model": best.user_attrs.get("model", {}),
+                                  "train": best.user_attrs.get("train", {})})
+    train = {k: v for k, v in cfg.train.to_dict().items()
+             if k not in ("seed", "device", "verbose")}
+    return {"preset": preset, "members": cfg.members, "model": cfg.model.to_dict(),
+            "train": train}
 
 
 def plot_summary(study: optuna.Study, path: str | os.PathLike) -> None:
@@ -381,7 +384,7 @@ def trials_csv(study: optuna.Study) -> str:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
     """Concurrent workers may finish together: each writes a private file, then renames."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
@@ -394,75 +397,10 @@ def _write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
 # --------------------------------------------------------------------------- command line
 
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    from .data import check_Xy, encode_labels, load_dataset, load_file
-
-    if args.trials < 1:
-        raise ConfigError("--trials must be at least 1")
-    if args.dataset and args.train_file:
-        raise DataError("give either --dataset NAME or --train FILE, not both")
-    if args.train_file:
-        X, y = load_file(args.train_file)
-        name = Path(args.train_file).stem
-        if y is None:
-            raise DataError(f"{args.train_file} has no labels; tuning needs a label column")
-    else:
-        splits = load_dataset(args.dataset or "FordA")
-        X, y, name = splits.X_train, splits.y_train, splits.name
-        del splits  # the test split plays no part in tuning
-    X, y = check_Xy(X, y)
-    codes, _classes = encode_labels(y)
-    out = Path(args.out or f"tune/{name}-{args.preset}")
-    out.mkdir(parents=True, exist_ok=True)
-    storage = args.storage or f"sqlite:///{(out / DEFAULT_DB).resolve()}"
-    study_name = args.study or f"{name}-{args.preset}"
-    study = run_tune(X, codes, preset=args.preset, n_trials=args.trials, storage=storage,
-                     study_name=study_name, epochs=args.epochs,
-                     validation_split=args.validation_split, seed=args.seed,
-                     device=args.device or "auto", timeout=args.timeout)
-    _write_atomic(out / "trials.csv", lambda p: p.write_text(trials_csv(study), "utf-8"))
-    _write_atomic(out / "summary.png", lambda p: plot_summary(study, p))
-    print(f"study {study_name!r} in {_safe_url(storage)}: {len(study.trials)} trials")
-    try:
-        config = best_config(study, args.preset)
-    except ConfigError as e:
-        print(f"summary plot: {out / 'summary.png'}")
-        raise ConfigError(f"{e}; no best configuration written") from e
-    text = json.dumps(config, indent=2) + "\n"
-    _write_atomic(out / "best.json", lambda p: p.write_text(text, "utf-8"))
-    best = study.best_trial
-    acc = best.user_attrs.get("val_accuracy", math.nan)
-    print(f"best trial {best.number}: val_loss {best.value:.4f}, val_accuracy {acc:.4f}")
-    print(f"best configuration: {out / 'best.json'}  (tsformer train --config "
-          f"{out / 'best.json'} --full)")
-    print(f"summary plot: {out / 'summary.png'}")
-    return 0
-
-
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """A storage URL without its password, for printing."""
     if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
     return url
-
-
-def add_tune_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tune", help="hyperparameter search with Optuna (validation split only)")
-    p.add_argument("--dataset", help="dataset name (default FordA) or path; training split only")
-    p.add_argument("--train", dest="train_file", help="labelled training file instead")
-    p.add_argument("--preset", default="seed", help="preset whose search space to use")
-    p.add_argument("--trials", type=int, required=True,
-                   help="trials the study should hold in total, all workers together")
-    p.add_argument("--storage", help=f"Optuna storage URL (default sqlite:///OUT/{DEFAULT_DB}); "
-                   "postgresql://user:pw@host/db lets workers on many machines share a study")
-    p.add_argument("--study", help="study name (default DATASET-PRESET); workers join by name")
-    p.add_argument("--epochs", type=int, default=20, help="max epochs per trial (default 20)")
-    p.add_argument("--validation-split", type=float, default=0.2,
-                   help="fraction of the training data that scores trials (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="data split and weight-init seed")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--out", help="output directory (default tune/DATASET-PRESET)")
-    p.set_defaults(func=cmd_tune)

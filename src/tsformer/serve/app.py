@@ -41,9 +41,10 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..io import CARD_NAME, inference_amp, load_pretrained
-from ..train import predict_logits
-from . import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, SAMPLE_NAME
+from ..inference import predict_logits
+from ..model_dir import CARD_NAME, SAMPLE_NAME, load_model_dir
+from ..models import count_parameters
+from . import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 
 log = logging.getLogger("tsformer.serve")
 
@@ -546,25 +547,26 @@ def create_app(
     series waiting for the model before requests are answered 503.
     """
     model_dir = Path(model_dir)
-    model, cfg = load_pretrained(model_dir)
-    n_ch, n_t = int(cfg["input"]["n_channels"]), int(cfg["input"]["n_timepoints"])
-    classes: list[Any] = list(cfg["classes"])
+    model, cfg = load_model_dir(model_dir)
+    n_ch, n_t = cfg.n_channels, cfg.n_timepoints
+    classes: list[Any] = list(cfg.classes)
     keys = [str(c) for c in classes]
     batcher = Batcher(model, max_batch=max(max_instances, batch_size), batch_size=batch_size,
-                      max_pending=max_pending or 8 * max_instances, amp=inference_amp(cfg))
+                      max_pending=max_pending or 8 * max_instances, amp=cfg.train.amp)
     batcher.predict_now(np.zeros((1, n_ch, n_t), np.float32))  # fail now, not on request 1
     sample = _load_sample(model_dir / SAMPLE_NAME, n_ch, n_t)
     metrics = _read_json(model_dir / "metrics.json", 1024 * 1024)
     info = _finite({
         "name": model_dir.resolve().name,
-        "preset": cfg.get("preset"), "arch": cfg.get("arch"),
-        "tsformer_version": cfg.get("tsformer_version"), "server_version": __version__,
+        "preset": cfg.preset, "arch": cfg.arch, "members": cfg.members,
+        "server_version": __version__,
         "input": {"n_channels": n_ch, "n_timepoints": n_t,
                   "layout": "(n_channels, n_timepoints) per series"},
         "classes": classes,
-        "data": cfg.get("data") or {},
-        "normalization": cfg.get("normalization"),
-        "n_parameters": cfg.get("n_parameters") or sum(p.numel() for p in model.parameters()),
+        "data": cfg.data,
+        "normalization": ("per series, inside the model" if
+                          cfg.model.to_dict().get("instance_norm") else "none"),
+        "n_parameters": count_parameters(model),
         "metrics": metrics if isinstance(metrics, dict) else None,
         "card": _read_card(model_dir / CARD_NAME),
         "sample": {"available": sample is not None,

@@ -1,8 +1,7 @@
-"""Evaluation (scikit-learn metrics) and the two plots of a run directory."""
+"""Evaluation: accuracy, loss, confusion matrix and per-class scores (scikit-learn's metrics)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .train import History, predict_logits
+from .inference import predict_logits
 
 
 def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray, classes: list[Any], *,
              batch_size: int = 256, amp: str = "auto") -> dict[str, Any]:
     """Accuracy, loss, confusion matrix and per-class precision/recall/F1 on codes ``y``;
-    ``amp``: the precision of the forward pass (tsformer.amp)."""
+    ``amp``: the precision of the forward pass (:func:`tsformer.device.autocast`)."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
     logits = predict_logits(model, X, batch_size=batch_size, amp=amp)
@@ -47,47 +46,3 @@ def format_metrics(m: dict[str, Any], classes: list[Any]) -> str:
     lines.append("confusion matrix (rows: true, columns: predicted):")
     lines += ["  " + " ".join(f"{v:>6}" for v in row) for row in m["confusion_matrix"]]
     return "\n".join(lines)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_history(history: History, path: str | Path) -> None:
-    """Loss and accuracy per epoch, training and validation, as a PNG."""
-    plt = _pyplot()
-    rows = history.rows
-    ep = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
-        ax.plot(ep, [r[key] for r in rows], label=f"train {key}")
-        if rows and f"val_{key}" in rows[0]:
-            ax.plot(ep, [r[f"val_{key}"] for r in rows], label=f"validation {key}")
-        if history.best_epoch:
-            ax.axvline(history.best_epoch, color="grey", ls="--", lw=0.8, label="best epoch")
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_confusion(cm: list[list[int]], classes: list[Any], path: str | Path) -> None:
-    """The test confusion matrix as a PNG."""
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    plt = _pyplot()
-    n = len(classes)
-    fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 3), max(4, 0.5 * n + 3)))
-    ConfusionMatrixDisplay(np.asarray(cm), display_labels=[str(c) for c in classes]).plot(
-        ax=ax, colorbar=False, include_values=n <= 20)
-    ax.set_title("test confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

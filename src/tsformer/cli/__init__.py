@@ -1,0 +1,65 @@
+"""The ``tsformer`` command: a thin shell over :mod:`tsformer.pipeline`, one module per
+subcommand (each with ``add_parser(sub)``; a new command is a module here and a line in
+:data:`COMMANDS`).
+
+Every user mistake ends in one line on stderr and exit code 2; nothing half-written is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import TsformerError
+from .common import Parser, info
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMANDS = ("train", "evaluate", "predict", "summary", "datasets", "benchmark", "tune", "serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = Parser(prog="tsformer", description="Transformer classifiers for time series.")
+    parser.add_argument("--version", action="version", version=f"tsformer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name in COMMANDS:
+        importlib.import_module(f".{name}", __package__).add_parser(sub)
+    return parser
+
+
+def _notes_as_lines(show: Any) -> Any:
+    """A ``warnings.showwarning`` that prints the data layer's notes (e.g. unequal-length
+    series resampled) as one line each, and leaves other warnings to ``show``."""
+    from ..data import ResampledWarning
+
+    def note(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if issubclass(category, ResampledWarning):
+            info(f"tsformer: note: {message}")
+        else:
+            show(message, category, *rest, **kw)
+
+    return note
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():  # restores the filters and showwarning after
+            from ..data import ResampledWarning
+
+            warnings.simplefilter("always", ResampledWarning)  # once per file, not per place
+            warnings.showwarning = _notes_as_lines(warnings.showwarning)
+            return int(args.func(args) or 0)
+    except TsformerError as e:
+        print(f"tsformer: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tsformer: error: interrupted", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0

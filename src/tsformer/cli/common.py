@@ -1,0 +1,111 @@
+"""What every command shares: the one-line error parser, messages, ``--set`` overrides and
+config files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..errors import ConfigError, DataError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (not usage + error) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def info(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _parse_value(text: str) -> Any:
+    """``--set`` values: JSON when it parses (numbers, lists, true/null), else a string."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError):
+        return text
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["model.d_model=128", "train.augment=[]", "members=1"]`` -> pipeline overrides."""
+    out: dict[str, Any] = {"model": {}, "train": {}}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if sep and key == "members":
+            out["members"] = _parse_value(value)
+            continue
+        group, dot, name = key.partition(".")
+        if not sep or not dot or group not in ("model", "train") or not name:
+            raise ConfigError(f"--set wants model.NAME=VALUE, train.NAME=VALUE or members=N, "
+                              f"not {item!r}")
+        out[group][name] = _parse_value(value)
+    return out
+
+
+def add_set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="GROUP.NAME=VALUE",
+                   help="override a preset option: model.NAME=VALUE, train.NAME=VALUE or "
+                   "members=N (repeatable; docs/presets.md lists them)")
+
+
+#: Keys a config file may hold: a model directory's config.json or a 'tune' best.json.
+_CONFIG_FILE_KEYS = {"preset", "arch", "members", "model", "train", "input", "classes", "data",
+                     "format", "format_version", "tsformer_version", "n_parameters"}
+MAX_CONFIG_FILE_BYTES = 1 << 20
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A config file as ``{"preset": ..., "overrides": {...}}``: a model directory's
+    config.json (its model, training options and members train the same model again) or a
+    preset file written by ``tsformer tune``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.is_file():
+        raise DataError(f"config file {p} does not exist")
+    if p.stat().st_size > MAX_CONFIG_FILE_BYTES:
+        raise DataError(f"config file {p} is over {MAX_CONFIG_FILE_BYTES:,} bytes; is it a "
+                        "tsformer config?")
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise DataError(f"config file {p} is not valid JSON ({str(e)[:200]})") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("preset"), str):
+        raise DataError(f"config file {p} must hold a JSON object with a preset name and "
+                        "model/train options")
+    unknown = sorted(str(k) for k in cfg if k not in _CONFIG_FILE_KEYS)
+    if unknown:
+        raise DataError(f"config file {p} has unknown key(s) {', '.join(unknown)}")
+    over = {"model": cfg.get("model") or {}, "train": cfg.get("train") or {}}
+    if "members" in cfg:
+        over["members"] = cfg["members"]
+    return {"preset": cfg["preset"], "overrides": over}
+
+
+def merge_overrides(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers win, option by option."""
+    out: dict[str, Any] = {"model": {}, "train": {}}
+    for layer in layers:
+        out["model"].update(layer.get("model") or {})
+        out["train"].update(layer.get("train") or {})
+        if layer.get("members") is not None:
+            out["members"] = layer["members"]
+    return out
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value

@@ -1,0 +1,196 @@
+"""The one run configuration: preset + data shape + overrides -> a validated, versioned record.
+
+:func:`resolve` is the only place where a preset's defaults, its data-scaled rule and the
+user's overrides meet, in that order; the CLI, the estimator, ``tune``, ``benchmark`` and the
+server all go through it.  :class:`RunConfig` *is* the ``config.json`` schema of a model
+directory (``to_dict``/``from_dict``), so a saved model says exactly what was built and a
+saved config trains the same model again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from .errors import ConfigError
+from .models import Ensemble, build_network
+from .options import Options
+from .registry import DataShape, get_architecture, get_preset
+from .training.config import TrainConfig
+
+FORMAT = "tsformer"
+FORMAT_VERSION = 2
+#: Upper bounds on what a config may ask to build, so a corrupt or hostile file fails on
+#: reading, not in a huge allocation.
+MAX_CHANNELS, MAX_TIMEPOINTS, MAX_CLASSES, MAX_MEMBERS = 100_000, 10_000_000, 100_000, 64
+#: Keys that a config file holds besides the ones :class:`RunConfig` reads (written for
+#: people and tools: they never change what is built).
+INFORMATIONAL_KEYS = ("format", "format_version", "tsformer_version", "n_parameters")
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "DataShape", "RunConfig", "check_overrides", "resolve"]
+
+
+def _int_in(where: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where} must be a whole number in [{low:,}, {high:,}], "
+                          f"not {value!r}")
+    return value
+
+
+def _check_classes(classes: Any) -> list[Any]:
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise ConfigError("classes must list at least two labels")
+    classes = [c.item() if hasattr(c, "item") and hasattr(c, "dtype") else c for c in classes]
+    for c in classes:
+        if not isinstance(c, (str, int, float, bool)) or (isinstance(c, float)
+                                                          and not math.isfinite(c)):
+            raise ConfigError(f"classes must be strings or finite numbers, not {c!r}")
+    if len({(type(c).__name__, c) for c in classes}) != len(classes):
+        raise ConfigError(f"classes must be distinct, not {classes!r}")
+    if len(classes) > MAX_CLASSES:
+        raise ConfigError(f"at most {MAX_CLASSES:,} classes are supported, not {len(classes):,}")
+    return classes
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a trained model, validated on construction."""
+
+    preset: str
+    arch: str
+    model: Options
+    train: TrainConfig
+    n_channels: int
+    n_timepoints: int
+    classes: list[Any]
+    members: int = 1
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        arch = get_architecture(self.arch)
+        if not isinstance(self.model, arch.options):
+            raise ConfigError(f"model options of architecture {self.arch!r} must be "
+                              f"{arch.options.__name__}")
+        _int_in("input n_channels", self.n_channels, 1, MAX_CHANNELS)
+        _int_in("input n_timepoints", self.n_timepoints, 1, MAX_TIMEPOINTS)
+        _int_in("members", self.members, 1, MAX_MEMBERS)
+        self.classes = _check_classes(self.classes)
+        if not isinstance(self.data, dict):
+            raise ConfigError("data must be an object (name, source)")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def build_network(self) -> nn.Module:
+        """One untrained network (one ensemble member) of this configuration."""
+        return build_network(self.arch, self.model, self.n_channels, self.n_timepoints,
+                             self.n_classes)
+
+    def build(self) -> nn.Module:
+        """The untrained model: one network, or an :class:`Ensemble` of ``members``."""
+        if self.members == 1:
+            return self.build_network()
+        return Ensemble([self.build_network() for _ in range(self.members)])
+
+    @property
+    def shape(self) -> DataShape:
+        return DataShape(self.n_channels, self.n_timepoints, self.n_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        from . import __version__
+
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "tsformer_version": __version__,
+            "preset": self.preset, "arch": self.arch, "members": self.members,
+            "model": self.model.to_dict(), "train": self.train.to_dict(),
+            "input": {"n_channels": self.n_channels, "n_timepoints": self.n_timepoints,
+                      "layout": "(n_cases, n_channels, n_timepoints)"},
+            "classes": list(self.classes), "data": dict(self.data),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
+        """A config as :meth:`to_dict` writes it; every field checked, one line per fault."""
+        if not isinstance(d, Mapping):
+            raise ConfigError("a config must be a JSON object")
+        if d.get("format") != FORMAT:
+            raise ConfigError('not a tsformer config (missing "format": "tsformer")')
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            if isinstance(version, int) and not isinstance(version, bool) \
+                    and version > FORMAT_VERSION:
+                raise ConfigError(f"saved by a newer tsformer (format {version}); "
+                                  "upgrade tsformer")
+            raise ConfigError(f"format_version {version!r} is not supported (this tsformer "
+                              f"reads {FORMAT_VERSION}); retrain the model with this version")
+        known = {"preset", "arch", "members", "model", "train", "input", "classes", "data",
+                 *INFORMATIONAL_KEYS}
+        unknown = sorted(str(k) for k in d if k not in known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}")
+        for key in ("preset", "arch", "model", "train", "input", "classes"):
+            if key not in d:
+                raise ConfigError(f"config lacks {key!r}")
+        shape = d["input"]
+        if not isinstance(shape, Mapping):
+            raise ConfigError("config input must be an object with n_channels and n_timepoints")
+        arch = get_architecture(d["arch"])
+        if not isinstance(d["preset"], str):
+            raise ConfigError(f"config preset must be a name, not {d['preset']!r}")
+        return cls(
+            preset=d["preset"], arch=d["arch"], model=arch.options.from_dict(d["model"]),
+            train=TrainConfig.from_dict(d["train"]), n_channels=shape.get("n_channels"),
+            n_timepoints=shape.get("n_timepoints"), classes=d["classes"],
+            members=d.get("members", 1), data=d.get("data") or {},
+        )
+
+
+def check_overrides(preset: str, overrides: Mapping[str, Any] | None) -> None:
+    """Each override alone against its option's type and range, before any data is read:
+    ``{"model": {...}, "train": {...}, "members": M}``."""
+    p = get_preset(preset)
+    over = _split_overrides(overrides)
+    get_architecture(p.arch).options.check_values(over["model"])
+    TrainConfig.check_values(over["train"])
+    if over["members"] is not None:
+        _int_in("members", over["members"], 1, MAX_MEMBERS)
+
+
+def _split_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    over = dict(overrides or {})
+    unknown = sorted(set(over) - {"model", "train", "members"})
+    if unknown:
+        raise ConfigError(f"unknown override group(s) {', '.join(unknown)}; use model, train "
+                          "or members")
+    for key in ("model", "train"):
+        if not isinstance(over.get(key) or {}, Mapping):
+            raise ConfigError(f"{key} overrides must be an object of name: value")
+    return {"model": dict(over.get("model") or {}), "train": dict(over.get("train") or {}),
+            "members": over.get("members")}
+
+
+def resolve(preset: str, shape: DataShape, overrides: Mapping[str, Any] | None = None, *,
+            classes: list[Any] | None = None, data: Mapping[str, Any] | None = None
+            ) -> RunConfig:
+    """Preset defaults < the preset's data-scaled values < ``overrides``, validated.
+
+    ``overrides``: ``{"model": {...}, "train": {...}, "members": M}``.  ``classes`` default to
+    ``0..n_classes-1`` (a model built without labels, e.g. for ``summary``)."""
+    p = get_preset(preset)
+    arch = get_architecture(p.arch)
+    over = _split_overrides(overrides)
+    values = p.values(shape)
+    model = arch.options.from_dict({**values["model"], **over["model"]})
+    model = model.resolved(shape.n_channels, shape.n_timepoints)
+    train = TrainConfig.from_dict({**values["train"], **over["train"]})
+    members = over["members"] if over["members"] is not None else values["members"]
+    return RunConfig(preset=p.name, arch=p.arch, model=model, train=train,
+                     n_channels=shape.n_channels, n_timepoints=shape.n_timepoints,
+                     classes=list(classes) if classes is not None else
+                     list(range(shape.n_classes)),
+                     members=members, data=dict(data or {}))

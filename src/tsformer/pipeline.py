@@ -1,0 +1,182 @@
+"""The one path: preset + data + overrides -> config -> model -> train -> evaluate -> save.
+
+The CLI, the scikit-learn estimator, ``tune``, ``benchmark`` and the server are thin shells
+over these functions; none of them merges options or builds a model on its own.
+
+>>> cfg = resolve("patchformer", DataShape.of(X, n_classes=2), {"train": {"epochs": 5}})
+>>> result = train(cfg, X, y_codes)
+>>> metrics = evaluate(result.model, result.config, X_test, y_test_codes)
+>>> save_run("runs/mine", result, test_metrics=metrics)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import DataShape, RunConfig, check_overrides, resolve
+from .device import resolve_device
+from .evaluation import evaluate as _evaluate
+from .inference import predict_logits
+from .model_dir import (
+    SAMPLE_NAME,
+    FileContent,
+    demo_sample,
+    load_model_dir,
+    model_card,
+    save_model_dir,
+)
+from .models import Ensemble, count_parameters
+from .training import History, fit
+
+__all__ = ["DataShape", "RunConfig", "TrainResult", "check_overrides", "create_model",
+           "evaluate", "load", "member_seed", "predict_logits", "resolve", "save_run", "train"]
+
+
+def create_model(name: str, *, n_channels: int, n_timepoints: int, n_classes: int,
+                 n_train: int | None = None, **overrides: Any) -> nn.Module:
+    """Build preset ``name`` for data of this shape, exactly as training would (untrained).
+
+    ``n_train``: the training-set size, which data-scaled presets (patchformer) scale with;
+    omitted, their size-free defaults.  ``overrides``: model options, and ``members``."""
+    members = overrides.pop("members", None)
+    shape = DataShape(n_channels, n_timepoints, n_classes, n_train)
+    return resolve(name, shape, {"model": overrides, "members": members}).build()
+
+
+def member_seed(seed: int, i: int) -> int:
+    """Seed of ensemble member ``i``: member 0 is the run's own seed (so a one-network run
+    and member 0 are the same run); the others are drawn independent by SeedSequence."""
+    if i == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, i]).generate_state(1, np.uint32)[0])
+
+
+@dataclass
+class TrainResult:
+    """A trained model, the config it was trained with (the seed made concrete) and the
+    history of each member."""
+
+    model: nn.Module
+    config: RunConfig
+    histories: list[History]
+
+    @property
+    def interrupted(self) -> bool:
+        return any(h.interrupted for h in self.histories)
+
+    def summary(self) -> dict[str, Any]:
+        """``metrics.json``'s training part: one history's summary, or each member's."""
+        if len(self.histories) == 1:
+            return self.histories[0].summary()
+        members = [h.summary() for h in self.histories]
+        return {"members": members, "interrupted": self.interrupted,
+                "train_seconds": round(sum(m["train_seconds"] for m in members), 2)}
+
+    def history_csv(self) -> str:
+        if len(self.histories) == 1:
+            return self.histories[0].to_csv()
+        rows = [{"member": m, **r} for m, h in enumerate(self.histories) for r in h.rows]
+        return History(rows=rows).to_csv()
+
+
+def train(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
+          validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+          on_epoch_end: Callable[[int, dict[str, float]], bool | None] | None = None,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train the model ``cfg`` describes on ``X (n, C, T)`` and integer codes ``y``.
+
+    Each ensemble member is an independent run: built and trained under its own seed
+    (:func:`member_seed`) by the one training loop.  The caller's global random state is
+    left as it was.  Ctrl-C (or SIGTERM, where the CLI maps it) keeps what was trained: the
+    interrupted member's best weights, and no further members."""
+    seed = cfg.train.seed
+    if seed is None:  # scikit-learn's meaning of None: a fresh draw, recorded in the config
+        seed = int(np.random.randint(np.iinfo(np.int32).max))
+    cfg = replace(cfg, train=cfg.train.replace(seed=seed))
+    device = resolve_device(cfg.train.device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    np_state = np.random.get_state()
+    nets: list[nn.Module] = []
+    histories: list[History] = []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            for i in range(cfg.members):
+                member_cfg = cfg.train.replace(seed=member_seed(seed, i))
+                torch.manual_seed(member_cfg.seed)
+                net = cfg.build_network()
+                if cfg.members > 1 and cfg.train.verbose and log is not None:
+                    log(f"ensemble member {i + 1}/{cfg.members}")
+                history = fit(net, X, y, member_cfg, validation_data=validation_data,
+                              on_epoch_end=on_epoch_end, log=log)
+                nets.append(net.eval())
+                histories.append(history)
+                if history.interrupted:
+                    break
+    finally:
+        np.random.set_state(np_state)
+    if len(nets) < cfg.members:
+        if log is not None:
+            log(f"interrupted: keeping {len(nets)} of {cfg.members} ensemble members")
+        cfg = replace(cfg, members=len(nets))
+    model = nets[0] if len(nets) == 1 else Ensemble(nets)
+    return TrainResult(model.eval(), cfg, histories)
+
+
+def evaluate(model: nn.Module, cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
+             batch_size: int = 256) -> dict[str, Any]:
+    """Accuracy, loss, confusion matrix and per-class scores on codes ``y``, in the
+    precision the model trained in."""
+    return _evaluate(model, X, y, cfg.classes, batch_size=batch_size, amp=cfg.train.amp)
+
+
+def save_run(path: str | os.PathLike, result: TrainResult, *,
+             test_metrics: dict[str, Any] | None = None, test_data: tuple[Any, Any] | None = None,
+             plots: bool = True, overwrite: bool = False) -> Path:
+    """Write a run directory: the model directory (config.json, model.safetensors, README.md)
+    plus metrics.json, history.csv and, with ``plots``, training_curves.png; with test
+    metrics a confusion_matrix.png, and with ``test_data`` (series, labels) the demo page's
+    sample.json.  Atomic: nothing half-written is ever left."""
+    from .plots import plot_confusion, plot_history
+
+    cfg, model = result.config, result.model
+    metrics: dict[str, Any] = {"dataset": cfg.data.get("name"), "preset": cfg.preset,
+                               **result.summary()}
+    card_metrics = None
+    if test_metrics is not None:
+        metrics["test"] = test_metrics
+        card_metrics = dict(test_metrics, split="test")
+    elif "val_accuracy" in metrics:
+        card_metrics = {"accuracy": metrics["val_accuracy"], "loss": metrics["val_loss"],
+                        "split": "validation (held out from the training data)"}
+    extra: dict[str, FileContent] = {
+        "metrics.json": json.dumps(metrics, indent=2) + "\n",
+        "history.csv": result.history_csv(),
+    }
+    if plots:
+        extra["training_curves.png"] = lambda p: plot_history(result.histories, p)
+        if test_metrics is not None:
+            extra["confusion_matrix.png"] = lambda p: plot_confusion(
+                test_metrics["confusion_matrix"], cfg.classes, p)
+    if test_data is not None:
+        extra[SAMPLE_NAME] = demo_sample(*test_data)
+    card = model_card(cfg, count_parameters(model), card_metrics)
+    return save_model_dir(path, model, cfg, card=card, extra_files=extra, overwrite=overwrite)
+
+
+def load(path: str | os.PathLike, *, device: str = "auto") -> tuple[nn.Module, RunConfig]:
+    """A trained model (eval mode, on ``device``) and its config from a model directory."""
+    return load_model_dir(path, device=resolve_device(device))
+
+
+def default_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
