@@ -17,11 +17,16 @@ biases ``(H, D)``, output kernel ``(H, D, C)``, output bias ``(C,)``.
 The input-space attention core ``o_i = sum_j softmax_j(a_i . x_j) m_ij x_j`` has three
 implementations (``backend=``):
 
-* ``"native"`` (C = 1 only, the seed): a small C kernel compiled with the system compiler on
-  first use and cached.  With one feature each score row is ``a_i x_j``, so the row maximum is
-  known in closed form (``a_i max x`` or ``a_i min x``), forward needs one pass of ``T^2``
-  exponentials and backward one more, and no ``T x T`` tensor ever exists.  The gradient of
-  ``a`` comes from moments accumulated in forward.
+* ``"native"`` (C = 1 only, the seed): a C++ extension, ``tsformer._keras_attention``
+  (``src/tsformer/csrc/keras_attention.cpp``), compiled when the package is installed (see
+  ``setup.py``) and run in PyTorch's thread pool.  With one feature each score row is
+  ``a_i x_j``, so the row maximum is known in closed form (``a_i max x`` or ``a_i min x``),
+  forward needs one pass of ``T^2`` exponentials and backward one more, and no ``T x T``
+  tensor ever exists.  The gradient of ``a`` comes from moments accumulated in forward.  When
+  the extension is missing (installed without a compiler or without torch at build time),
+  fails to load (built against another torch) or ``TSFORMER_NATIVE=0``, ``"auto"`` uses the
+  PyTorch paths and an explicit ``"native"`` falls back to ``"chunked"`` with one
+  ``RuntimeWarning``; :func:`native_available` and :func:`native_status` tell which.
 * ``"chunked"``: pure PyTorch, any C, processes query chunks and recomputes in backward, so
   memory stays at one chunk of scores.  Same masks as the native kernel (used to test it).
 * ``"sdpa"``: ``F.scaled_dot_product_attention`` with the head dimension zero-padded to 8.
@@ -41,16 +46,12 @@ reproducible under ``torch.manual_seed``.  See :func:`dropout_keep_mask`.
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
+import functools
+import importlib
 import math
 import os
-import platform
-import subprocess
-import tempfile
-import threading
 import warnings
-from pathlib import Path
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -191,362 +192,83 @@ def _chunk_keep(seed: int, b: int, h: int, t: int, i0: int, i1: int, p: float) -
 
 # --------------------------------------------------------------------------- native (C = 1)
 
-_NATIVE_SRC = r"""
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* exp for arguments <= ~0 (scores minus the row maximum); Cephes polynomial, ~1 ulp. */
-static inline float exp_neg(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float q = 1.9875691500e-4f;
-    q = q * r + 1.3981999507e-3f;
-    q = q * r + 8.3334519073e-3f;
-    q = q * r + 4.1665795894e-2f;
-    q = q * r + 1.6666665459e-1f;
-    q = q * r + 5.0000001201e-1f;
-    float y = q * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float s;
-    memcpy(&s, &bits, 4);
-    return y * s;
-}
-
-typedef struct {
-    const float *a, *x, *g, *gr, *o_s, *r_s, *z_s, *ex_s, *edx2_s;
-    float *o, *r, *z, *ex, *edx2, *da, *dx;
-    int64_t H, T;
-    uint64_t seed;
-    int thr;          /* drop when 16-bit lane < thr; 0 = no dropout */
-    float keep_scale; /* 1 / (1 - p) */
-} job_t;
-
-/* Per-thread scratch.  Rows are padded to a multiple of 32 so every loop runs full vectors
-   (a scalar tail of up to 31 elements costs ~30% at T = 500); the padded x repeats x[0] so
-   exponents stay <= 0, and pads get weight 0. */
-typedef struct { float *xp, *w, *k, *acc; uint64_t *hb; int64_t Tp; } scratch_t;
-
-static int scratch_init(scratch_t *s, int64_t T) {
-    s->Tp = (T + 31) / 32 * 32;
-    size_t n = (size_t)s->Tp * 4 + 64;
-    s->xp = (float *)aligned_alloc(64, n); s->w = (float *)aligned_alloc(64, n);
-    s->k = (float *)aligned_alloc(64, n); s->acc = (float *)aligned_alloc(64, n);
-    s->hb = (uint64_t *)aligned_alloc(64, n);
-    if (!s->xp || !s->w || !s->k || !s->acc || !s->hb) return 0;
-    for (int64_t j = 0; j < s->Tp; ++j) s->w[j] = j < T ? 1.0f : 0.0f;
-    return 1;
-}
-
-static void scratch_free(scratch_t *s) {
-    free(s->xp); free(s->w); free(s->k); free(s->acc); free(s->hb);
-}
-
-/* x row of batch b into the padded buffer; returns min and max */
-static void load_x(scratch_t *s, const float *xb, int64_t T, float *mn, float *mx) {
-    float lo = xb[0], hi = xb[0];
-    for (int64_t j = 0; j < T; ++j) {
-        s->xp[j] = xb[j];
-        lo = xb[j] < lo ? xb[j] : lo; hi = xb[j] > hi ? xb[j] : hi;
-    }
-    for (int64_t j = T; j < s->Tp; ++j) s->xp[j] = xb[0];
-    *mn = lo; *mx = hi;
-}
-
-/* keep mask of one score row as floats {0, 1} (times the pad weight): group g of 4 elements
-   is SplitMix64(seed + (row * G + g) * golden), element j uses 16-bit lane j % 4 */
-static void row_keep(scratch_t *s, int64_t T, uint64_t seed, int64_t row, uint16_t thr) {
-    const int64_t G = (T + 3) / 4, Gp = s->Tp / 4;
-    uint64_t *hb = s->hb;
-    const uint64_t base = seed + (uint64_t)(row * G) * 0x9E3779B97F4A7C15ULL;
-    for (int64_t g = 0; g < Gp; ++g) hb[g] = mix64(base + (uint64_t)g * 0x9E3779B97F4A7C15ULL);
-    const uint16_t *h16 = (const uint16_t *)hb;
-    float *k = s->k;
-    const float *w = s->w;
-#pragma omp simd
-    for (int64_t j = 0; j < s->Tp; ++j) k[j] = h16[j] >= thr ? w[j] : 0.0f;
-}
-
-static void fwd_bh(const job_t *jb, scratch_t *sp, int64_t bh) {
-    const int64_t T = jb->T;
-    const uint16_t thr = (uint16_t)jb->thr;
-    scratch_t s = *sp;
-    const int64_t Tp = s.Tp;
-    const float *xp = s.xp, *w = s.w, *k = s.k;
-    {
-        float xmin, xmax;
-        load_x(&s, jb->x + (bh / jb->H) * T, T, &xmin, &xmax);
-        for (int64_t i = 0; i < T; ++i) {
-            const int64_t row = bh * T + i;
-            const float ai = jb->a[row];
-            const float m = ai >= 0.0f ? ai * xmax : ai * xmin;
-            float z = 0.f, s1 = 0.f, sd0 = 0.f, sd1 = 0.f, sd2 = 0.f;
-            if (thr) {
-                row_keep(&s, T, jb->seed, row, thr);
-#pragma omp simd reduction(+ : z, s1, sd0, sd1, sd2)
-                for (int64_t j = 0; j < Tp; ++j) {
-                    const float xj = xp[j];
-                    const float e = exp_neg(ai * xj - m) * w[j];
-                    const float ke = e * k[j];
-                    const float kex = ke * xj;
-                    z += e; s1 += e * xj; sd0 += ke; sd1 += kex; sd2 += kex * xj;
-                }
-                const float iz = 1.0f / z;
-                jb->o[row] = sd1 * jb->keep_scale * iz;
-                jb->r[row] = sd0 * jb->keep_scale * iz;
-                jb->ex[row] = s1 * iz;
-                jb->edx2[row] = sd2 * jb->keep_scale * iz;
-            } else {
-#pragma omp simd reduction(+ : z, s1, sd2)
-                for (int64_t j = 0; j < Tp; ++j) {
-                    const float xj = xp[j];
-                    const float e = exp_neg(ai * xj - m) * w[j];
-                    const float ex = e * xj;
-                    z += e; s1 += ex; sd2 += ex * xj;
-                }
-                const float iz = 1.0f / z;
-                jb->o[row] = s1 * iz;
-                jb->r[row] = 1.0f;
-                jb->ex[row] = s1 * iz;
-                jb->edx2[row] = sd2 * iz;
-            }
-            jb->z[row] = z;
-        }
-    }
-}
-
-static void bwd_bh(const job_t *jb, scratch_t *sp, int64_t bh) {
-    const int64_t T = jb->T;
-    const uint16_t thr = (uint16_t)jb->thr;
-    scratch_t s = *sp;
-    const int64_t Tp = s.Tp;
-    const float *xp = s.xp, *k = s.k;
-    float *acc = s.acc;
-    {
-        float xmin, xmax;
-        load_x(&s, jb->x + (bh / jb->H) * T, T, &xmin, &xmax);
-        for (int64_t j = 0; j < Tp; ++j) acc[j] = 0.f;
-        for (int64_t i = 0; i < T; ++i) {
-            const int64_t row = bh * T + i;
-            const float ai = jb->a[row], gi = jb->g[row], qi = jb->gr[row];
-            const float oi = jb->o_s[row], ri = jb->r_s[row];
-            const float iz = 1.0f / jb->z_s[row];
-            const float m = ai >= 0.0f ? ai * xmax : ai * xmin;
-            /* values (x_j, 1), output grads (g_i, q_i); D_i = g_i o_i + q_i r_i */
-            const float Di = gi * oi + qi * ri;
-            /* dL/da_i = g_i E[d x^2] + q_i o_i - D_i E[x] */
-            jb->da[row] = gi * jb->edx2_s[row] + qi * oi - Di * jb->ex_s[row];
-            /* dL/dx_j += p_ij (d_ij (g_i + a_i q_i + a_i g_i x_j) - a_i D_i) */
-            const float alpha = (gi + ai * qi) * jb->keep_scale * iz;
-            const float beta = ai * gi * jb->keep_scale * iz;
-            const float gamma = ai * Di * iz;
-            if (thr) {
-                row_keep(&s, T, jb->seed, row, thr);
-#pragma omp simd
-                for (int64_t j = 0; j < Tp; ++j) {
-                    const float xj = xp[j];
-                    const float e = exp_neg(ai * xj - m);
-                    acc[j] += e * (k[j] * (alpha + beta * xj) - gamma);
-                }
-            } else {
-#pragma omp simd
-                for (int64_t j = 0; j < Tp; ++j) {
-                    const float xj = xp[j];
-                    const float e = exp_neg(ai * xj - m);
-                    acc[j] += e * (alpha - gamma + beta * xj);
-                }
-            }
-        }
-        for (int64_t j = 0; j < T; ++j) jb->dx[bh * T + j] = acc[j];
-    }
-}
-
-/* OpenMP, linked against the runtime PyTorch already loaded (libgomp.so.1): its worker
-   threads spin for a while after each op, so a separate thread pool would fight them for
-   the cores; sharing the runtime lets the spinning threads take this work instead.  Dynamic
-   scheduling keeps a descheduled thread (busy shared machine) from stalling the others. */
-static int run(const job_t *jb, int64_t n_bh, int n_threads,
-               void (*fn)(const job_t *, scratch_t *, int64_t)) {
-    int failed = 0;
-    if (n_threads < 1) n_threads = 1;
-    if (n_threads > n_bh) n_threads = (int)n_bh;
-#pragma omp parallel num_threads(n_threads) reduction(| : failed)
-    {
-        scratch_t s;
-        const int ok = scratch_init(&s, jb->T);
-        failed |= !ok;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t bh = 0; bh < n_bh; ++bh)
-            if (ok) fn(jb, &s, bh);
-        scratch_free(&s);
-    }
-    return failed;
-}
-
-int tsf_attn1_fwd(const float *a, const float *x, int64_t B, int64_t H, int64_t T,
-                   uint64_t seed, int thr, float keep_scale, float *o, float *r, float *z,
-                   float *ex, float *edx2, int n_threads) {
-    job_t jb;
-    memset(&jb, 0, sizeof jb);
-    jb.a = a; jb.x = x; jb.H = H; jb.T = T; jb.seed = seed; jb.thr = thr;
-    jb.keep_scale = keep_scale; jb.o = o; jb.r = r; jb.z = z; jb.ex = ex; jb.edx2 = edx2;
-    return run(&jb, B * H, n_threads, fwd_bh);
-}
-
-int tsf_attn1_bwd(const float *a, const float *x, const float *g, const float *gr,
-                   const float *o, const float *r, const float *z, const float *ex,
-                   const float *edx2, int64_t B, int64_t H,
-                   int64_t T, uint64_t seed, int thr, float keep_scale, float *da, float *dx,
-                   int n_threads) {
-    job_t jb;
-    memset(&jb, 0, sizeof jb);
-    jb.a = a; jb.x = x; jb.g = g; jb.gr = gr; jb.o_s = o; jb.r_s = r; jb.z_s = z;
-    jb.ex_s = ex; jb.edx2_s = edx2;
-    jb.H = H; jb.T = T; jb.seed = seed; jb.thr = thr; jb.keep_scale = keep_scale;
-    jb.da = da; jb.dx = dx;
-    return run(&jb, B * H, n_threads, bwd_bh);
-}
-"""
-
-_NATIVE_FLAGS = [
-    "-O3", "-march=native", "-fopenmp-simd", "-fno-strict-aliasing", "-fno-math-errno",
-    "-fPIC", "-shared", "-fopenmp",
-]
-_native_lock = threading.Lock()
-_native_state: dict[str, object] = {}
+_NATIVE_MODULE = "tsformer._keras_attention"
+_warned: set[str] = set()
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("TSFORMER_CACHE_DIR")
-    if env:
-        return Path(env) / "native"
+@functools.cache
+def _load_native() -> tuple[ModuleType | None, str]:
+    """The compiled kernel module (built at install time from ``csrc/keras_attention.cpp``) and
+    a one-line status; ``(None, reason)`` when it is missing or does not load."""
     try:
-        import platformdirs
-
-        return Path(platformdirs.user_cache_dir("tsformer")) / "native"
-    except ImportError:  # pragma: no cover - platformdirs is a dependency
-        return Path.home() / ".cache" / "tsformer" / "native"
-
-
-def _cpu_tag() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = next((ln for ln in fh if ln.startswith(("flags", "Features"))), "")
-    except OSError:
-        flags = ""
-    return platform.node() + platform.machine() + flags
+        mod = importlib.import_module(_NATIVE_MODULE)
+    except (ImportError, OSError) as exc:  # not built, or built against another torch
+        return None, f"{_NATIVE_MODULE} is not available ({type(exc).__name__}: {exc})"
+    return mod, f"{_NATIVE_MODULE} ({mod.isa()} kernels)"
 
 
-def _build_native() -> ctypes.CDLL:
-    cc = os.environ.get("CC", "gcc")
-    key = hashlib.sha256(
-        "\0".join([_NATIVE_SRC, cc, *_NATIVE_FLAGS, _cpu_tag()]).encode()
-    ).hexdigest()[:16]
-    out = _cache_dir() / f"tsf_attn1_{key}.so"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            src = Path(tmp) / "attn1.c"
-            src.write_text(_NATIVE_SRC)
-            so = Path(tmp) / "attn1.so"
-            try:
-                subprocess.run(
-                    [cc, *_NATIVE_FLAGS, str(src), "-o", str(so), "-lm"],
-                    check=True, capture_output=True, timeout=120,
-                )
-            except subprocess.CalledProcessError:  # no OpenMP runtime: single-threaded kernel
-                flags = [f for f in _NATIVE_FLAGS if f != "-fopenmp"]
-                subprocess.run(
-                    [cc, *flags, str(src), "-o", str(so), "-lm"],
-                    check=True, capture_output=True, timeout=120,
-                )
-            os.replace(so, out)  # atomic: concurrent builders are harmless
-    lib = ctypes.CDLL(str(out))
-    f, i64, u64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64
-    ci, cf = ctypes.c_int, ctypes.c_float
-    lib.tsf_attn1_fwd.argtypes = [f, f, i64, i64, i64, u64, ci, cf, f, f, f, f, f, ci]
-    lib.tsf_attn1_fwd.restype = ctypes.c_int
-    lib.tsf_attn1_bwd.argtypes = [
-        f, f, f, f, f, f, f, f, f, i64, i64, i64, u64, ci, cf, f, f, ci
-    ]
-    lib.tsf_attn1_bwd.restype = ctypes.c_int
-    return lib
+def _native() -> ModuleType | None:
+    if os.environ.get("TSFORMER_NATIVE", "1") == "0":
+        return None
+    return _load_native()[0]
 
 
 def native_available() -> bool:
-    """Whether the compiled C = 1 kernel can be used (built on first call; ``TSFORMER_NATIVE=0``
-    disables it).  Without a C compiler everything still works through the PyTorch paths."""
+    """Whether the compiled C = 1 kernel can be used.
+
+    It is built when tsformer is installed (``scripts/setup.sh``: ``pip install
+    --no-build-isolation`` with torch present and a C++ compiler); ``TSFORMER_NATIVE=0``
+    disables it.  Without it everything works through the PyTorch paths ("chunked" is the
+    fallback, several times slower); :func:`native_status` says why it is missing.
+    """
+    return _native() is not None
+
+
+def native_status() -> str:
+    """One line: the compiled kernel in use (and its SIMD variant), or why it is not used."""
     if os.environ.get("TSFORMER_NATIVE", "1") == "0":
-        return False
-    with _native_lock:
-        if "lib" not in _native_state:
-            try:
-                _native_state["lib"] = _build_native()
-            except (OSError, subprocess.SubprocessError) as exc:
-                warnings.warn(
-                    f"tsformer: native attention kernel unavailable ({exc}); "
-                    "using the PyTorch implementation",
-                    RuntimeWarning, stacklevel=2,
-                )
-                _native_state["lib"] = None
-        return _native_state["lib"] is not None
+        return "disabled by TSFORMER_NATIVE=0"
+    return _load_native()[1]
+
+
+def _warn_fallback() -> None:
+    why = native_status()
+    if why not in _warned:
+        _warned.add(why)
+        warnings.warn(
+            f"tsformer: backend='native' asked for, but the compiled kernel is unavailable "
+            f"({why}); using the 'chunked' PyTorch implementation (same values, slower). "
+            "Reinstall with scripts/setup.sh (or pip install --no-build-isolation) to build it.",
+            RuntimeWarning, stacklevel=4,
+        )
 
 
 class _NativeAttention1(torch.autograd.Function):
-    """C = 1 attention core in C: ``a`` (B, H, T) scaled query factors, ``x`` (B, T).
+    """C = 1 attention core in C++: ``a`` (B, H, T) scaled query factors, ``x`` (B, T).
 
     Returns ``o_i = sum_j p_ij d_ij x_j`` and ``r_i = sum_j p_ij d_ij`` (1 without dropout;
     it weights the value bias ``bv Wo``).
     """
 
     @staticmethod
-    def forward(ctx, a: Tensor, x: Tensor, p: float, seed: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]  # noqa: E501
-        lib = _native_state["lib"]
+    def forward(ctx, a: Tensor, x: Tensor, p: float, seed: int, mod: ModuleType) -> tuple[Tensor, Tensor]:  # type: ignore[override]  # noqa: E501
         a, x = a.contiguous(), x.contiguous()
-        b, h, t = a.shape
         thr = _threshold(p) if p > 0 else 0
         keep_scale = 1.0 / (1.0 - thr / float(1 << _MASK_BITS))
-        o, r, z, ex, edx2 = (torch.empty_like(a) for _ in range(5))
-        rc = lib.tsf_attn1_fwd(  # type: ignore[union-attr]
-            a.data_ptr(), x.data_ptr(), b, h, t, seed, thr, keep_scale,
-            o.data_ptr(), r.data_ptr(), z.data_ptr(), ex.data_ptr(), edx2.data_ptr(),
-            torch.get_num_threads(),
-        )
-        if rc:
-            raise MemoryError("native attention kernel: out of memory for scratch buffers")
+        o, r, z, ex, edx2 = mod.forward(a, x, seed, thr, keep_scale)
         ctx.save_for_backward(a, x, o, r, z, ex, edx2)
-        ctx.seed, ctx.thr, ctx.keep_scale = seed, thr, keep_scale
+        ctx.seed, ctx.thr, ctx.keep_scale, ctx.mod = seed, thr, keep_scale, mod
         return o, r
 
     @staticmethod
     @once_differentiable
     def backward(ctx, go: Tensor, gr: Tensor):  # type: ignore[override]
-        lib = _native_state["lib"]
         a, x, o, r, z, ex, edx2 = ctx.saved_tensors
-        go, gr = go.contiguous(), gr.contiguous()
-        b, h, t = a.shape
-        da, dxh = torch.empty_like(a), torch.empty_like(a)
-        rc = lib.tsf_attn1_bwd(  # type: ignore[union-attr]
-            a.data_ptr(), x.data_ptr(), go.data_ptr(), gr.data_ptr(), o.data_ptr(),
-            r.data_ptr(), z.data_ptr(), ex.data_ptr(), edx2.data_ptr(),
-            b, h, t, ctx.seed, ctx.thr, ctx.keep_scale, da.data_ptr(), dxh.data_ptr(),
-            torch.get_num_threads(),
+        da, dxh = ctx.mod.backward(
+            a, x, go.contiguous(), gr.contiguous(), o, r, z, ex, edx2,
+            ctx.seed, ctx.thr, ctx.keep_scale,
         )
-        if rc:
-            raise MemoryError("native attention kernel: out of memory for scratch buffers")
-        return da, dxh.sum(1), None, None
+        return da, dxh.sum(1), None, None, None
 
 
 # --------------------------------------------------------------------------- public API
@@ -557,9 +279,12 @@ def _resolve_backend(backend: str, x: Tensor, dropout_p: float) -> str:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     native_ok = x.shape[-1] == 1 and x.dtype == torch.float32 and x.device.type == "cpu"
     if backend == "native":
-        if not (native_ok and native_available()):
-            raise ValueError("the native backend needs C = 1, float32 on CPU and a C compiler")
-        return backend
+        if not native_ok:
+            raise ValueError("the native backend needs C = 1 and float32 on the CPU")
+        if native_available():
+            return backend
+        _warn_fallback()
+        return "chunked"
     if backend != "auto":
         return backend
     if native_ok and native_available():
@@ -599,7 +324,7 @@ def mha_fast(
     if dropout_p > 0 and which != "sdpa":
         seed = (_draw_seed() if seed is None else seed) & ((1 << 64) - 1)
     if which == "native":
-        o, r = _NativeAttention1.apply(a[..., 0], x[..., 0], dropout_p, seed or 0)
+        o, r = _NativeAttention1.apply(a[..., 0], x[..., 0], dropout_p, seed or 0, _native())
         o, r = o[..., None], r[..., None]
     else:
         # values (x_j, 1): with dropout the rows of the dropped attention matrix do not sum
