@@ -25,15 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-from tsformer.benchmark import DEV_SET, _load, preset_params
+from tsformer.benchmark import DEV_SET, _load
+from tsformer.config import DataShape, resolve
 
 
 def steps(dataset: str, preset: str) -> int:
-    """Optimiser steps of one run: the longest-first order's key."""
+    """Optimiser steps of one run (all ensemble members): the longest-first order's key."""
     X, y, _, _, classes = _load(dataset)
-    t = preset_params(preset, X.shape[1], X.shape[2], len(X), len(classes))["train"]
-    n_fit = len(X) - math.ceil(len(X) * t.get("validation_split", 0.0))
-    return math.ceil(n_fit / t["batch_size"]) * int(t["epochs"])
+    cfg = resolve(preset, DataShape.of(X, len(classes)))
+    n_fit = len(X) - math.ceil(len(X) * cfg.train.validation_split)
+    return math.ceil(n_fit / cfg.train.batch_size) * cfg.train.epochs * cfg.members
 
 
 def main(argv: list[str] | None = None) -> int:

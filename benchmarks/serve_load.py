@@ -32,14 +32,12 @@ import numpy as np
 
 
 def make_model(path: Path, n_timepoints: int = 500) -> Path:
-    from tsformer import io
-    from tsformer.models import create_model, resolve_model_params
+    from tsformer.config import DataShape, resolve
+    from tsformer.model_dir import save_model_dir
 
-    m = create_model("seed", n_channels=1, n_timepoints=n_timepoints, n_classes=2)
-    cfg = io.make_config("seed", resolve_model_params("seed"), {}, n_channels=1,
-                         n_timepoints=n_timepoints, classes=[-1, 1],
-                         data={"name": "FordA-shaped noise"})
-    return io.save_pretrained(path, m, cfg)
+    cfg = resolve("seed", DataShape(1, n_timepoints, 2), classes=[-1, 1],
+                  data={"name": "FordA-shaped noise"})
+    return save_model_dir(path, cfg.build(), cfg)
 
 
 def start_server(model_dir: Path) -> tuple[subprocess.Popen, str]:

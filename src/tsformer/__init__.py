@@ -1,7 +1,6 @@
 """tsformer: transformer classifiers for time series on PyTorch."""
 
-__version__ = "0.2.0"
-
+from ._version import __version__
 from .errors import ConfigError, DataError, ModelDirError, TsformerError  # noqa: E402
 from .pipeline import RunConfig, create_model, resolve  # noqa: E402
 from .registry import register_model, register_preset  # noqa: E402

@@ -102,7 +102,7 @@ class RunConfig:
         return DataShape(self.n_channels, self.n_timepoints, self.n_classes)
 
     def to_dict(self) -> dict[str, Any]:
-        from . import __version__
+        from ._version import __version__
 
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "tsformer_version": __version__,

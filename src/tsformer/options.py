@@ -114,13 +114,17 @@ def _in_range(meta: dict[str, Any], v: Any) -> bool:
     return not (high is not None and (v >= high if meta.get("high_open") else v > high))
 
 
+def _number(v: float) -> str:
+    return f"{int(v):,}" if float(v).is_integer() and abs(v) < 1e20 else f"{v:g}"
+
+
 def _range_text(meta: dict[str, Any]) -> str:
     low, high = meta.get("low"), meta.get("high")
     parts = []
     if low is not None:
-        parts.append(f"{'>' if meta.get('low_open') else '>='} {low:g}")
+        parts.append(f"{'>' if meta.get('low_open') else '>='} {_number(low)}")
     if high is not None:
-        parts.append(f"{'<' if meta.get('high_open') else '<='} {high:g}")
+        parts.append(f"{'<' if meta.get('high_open') else '<='} {_number(high)}")
     return " and ".join(parts)
 
 

@@ -22,7 +22,7 @@ COMMANDS = ("train", "evaluate", "predict", "summary", "datasets", "benchmark", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = Parser(prog="tsformer", description="Transformer classifiers for time series.")
     parser.add_argument("--version", action="version", version=f"tsformer {__version__}")

@@ -40,7 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
+from .._version import __version__
 from ..inference import predict_logits
 from ..model_dir import CARD_NAME, SAMPLE_NAME, load_model_dir
 from ..models import count_parameters
