@@ -20,9 +20,12 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api", reason="python package playwright missing")
 
-from tsformer import io  # noqa: E402
-from tsformer.models import create_model, resolve_model_params  # noqa: E402
-from tsformer.serve import SAMPLE_NAME, create_app, write_demo_sample  # noqa: E402
+from tsformer.config import DataShape, resolve  # noqa: E402
+from tsformer.model_dir import SAMPLE_NAME, demo_sample, save_model_dir  # noqa: E402
+from tsformer.serve import create_app  # noqa: E402
+
+#: A real browser and a live server: seconds per test, so outside the fast lane.
+pytestmark = pytest.mark.slow
 
 T = 64
 
@@ -71,14 +74,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import numpy as np
     import torch
 
+    cfg = resolve("seed", DataShape(1, T, 2), classes=[-1, 1], data={"name": "FordA"})
     torch.manual_seed(0)
-    m = create_model("seed", n_channels=1, n_timepoints=T, n_classes=2)
-    cfg = io.make_config("seed", resolve_model_params("seed"), {}, n_channels=1, n_timepoints=T,
-                         classes=[-1, 1], data={"name": "FordA"})
+    m = cfg.build()
     X_test = np.random.default_rng(1).standard_normal((12, 1, T)).astype(np.float32)
-    extra = write_demo_sample({}, X_test, np.array([-1, 1] * 6), n=6)
-    return io.save_pretrained(tmp_path_factory.mktemp("demo") / "model", m, cfg,
-                              extra_files=extra)
+    extra = {SAMPLE_NAME: demo_sample(X_test, np.array([-1, 1] * 6), n=6)}
+    return save_model_dir(tmp_path_factory.mktemp("demo") / "model", m, cfg, extra_files=extra)
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,36 @@ def test_init_only_stores_parameters_and_defaults():
     assert clf.epochs == 3 and clone(clf).model_params == {"num_blocks": 1}
 
 
+def test_members_is_a_parameter():
+    clf = TransformerClassifier("patchformer", members=2)
+    assert clf.get_params()["members"] == 2
+    assert clone(clf).members == 2 and clone(clf).get_params() == clf.get_params()
+    assert TransformerClassifier().get_params()["members"] is None  # the preset's choice
+    assert clf.set_params(members=1).members == 1
+    with pytest.raises(ConfigError, match="members"):
+        tiny(members=0).fit(np.zeros((4, 1, 8)), [0, 1, 0, 1])
+
+
+def test_members_1_trains_one_network_where_the_preset_builds_an_ensemble(forda):
+    from tsformer.models import Ensemble
+
+    X, y = forda
+    X, y = X[:40, :64], y[:40]
+    # patchformer below 500 series: a deep ensemble by default ...
+    default = tsformer.create_model("patchformer", n_channels=1, n_timepoints=64, n_classes=2,
+                                    n_train=len(X))
+    assert isinstance(default, Ensemble) and len(default.members) == 3
+    # ... and members=1 asks for one network, trained with the same small-data options
+    clf = TransformerClassifier("patchformer", members=1, epochs=1, device="cpu", verbose=0,
+                                random_state=0).fit(X, y)
+    assert not isinstance(clf.model_, Ensemble)
+    assert clf.config_.members == 1 and len(clf.histories_) == 1
+    assert clf.config_.model.stem == "rocket"  # the data-scaled stem all the same
+    assert clf.n_parameters_ == sum(p.numel() for p in default.members[0].parameters()
+                                    if p.requires_grad)
+    assert clf.predict_proba(X).shape == (40, 2)
+
+
 def test_fit_learns_attributes_and_returns_labels(forda):
     X, y = forda
     labels = np.where(y == 1, "engine fault", "normal")
@@ -117,7 +147,7 @@ def test_random_state_reproducible_and_global_rng_untouched(forda):
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     c, d = tiny(random_state=None).fit(X, y), tiny(random_state=None).fit(X, y)
     assert not np.array_equal(c.predict_proba(X), d.predict_proba(X))  # None: fresh each fit
-    assert c.train_config_["seed"] != d.train_config_["seed"]
+    assert c.config_.train.seed != d.config_.train.seed  # the seed drawn is recorded
 
 
 def test_batched_inference_is_bounded_and_equal(forda):
@@ -143,12 +173,12 @@ def test_verbosity(forda, capsys):
 def test_train_params_and_preset_overrides(forda):
     X, y = forda
     clf = tiny(epochs=None, train_params={"epochs": 1, "optimizer": "adamw"}).fit(X, y)
-    assert clf.train_config_["optimizer"] == "adamw" and len(clf.history_.rows) == 1
+    assert clf.config_.train.optimizer == "adamw" and len(clf.history_.rows) == 1
     clf = tiny(train_params={"epochs": 5}).fit(X, y)  # the explicit parameter wins
     assert len(clf.history_.rows) == 2
     with pytest.raises(ConfigError, match="random_state"):
         tiny(train_params={"seed": 1}).fit(X, y)
-    with pytest.raises(ConfigError, match="no model option 'depth'"):
+    with pytest.raises(ConfigError, match="unknown model option 'depth'"):
         tiny(model_params={"depth": 2}).fit(X, y)
     with pytest.raises(ConfigError, match="unknown preset"):
         tiny(preset="nope").fit(X, y)
@@ -200,10 +230,16 @@ def test_save_load_identical(forda, tmp_path, monkeypatch):
     monkeypatch.undo()
     np.testing.assert_array_equal(clf.predict_proba(X), loaded.predict_proba(X))
     np.testing.assert_array_equal(clf.predict(X), loaded.predict(X))
-    assert {k: v for k, v in loaded.get_params().items() if k != "device"} == \
-        {k: v for k, v in clf.get_params().items() if k != "device"}
+    # the parameters are rebuilt from config.json: the same preset, model, seed and members,
+    # and every training option, so refitting trains the same model again
+    params = loaded.get_params()
+    assert params["preset"] == "seed" and params["random_state"] == 0 and params["members"] == 1
+    assert params["model_params"] == cfg["model"] == clf.config_.model.to_dict()
+    assert params["train_params"] == {k: v for k, v in cfg["train"].items()
+                                      if k not in ("seed", "device", "verbose")}
     assert loaded.history_.best_epoch == clf.history_.best_epoch
-    clone(loaded).fit(X, y)  # a loaded model can be refitted
+    refit = clone(loaded).fit(X, np.where(y == 1, "b", "a"))  # a loaded model can be refitted
+    np.testing.assert_array_equal(refit.predict_proba(X), clf.predict_proba(X))
     with pytest.raises(ModelDirError, match="already exists"):
         clf.save(out)
     clf.save(out, overwrite=True)
@@ -221,15 +257,18 @@ def test_cli_reads_estimator_model_and_estimator_reads_cli_run(forda, tmp_path, 
     assert [int(r.split(",")[1]) for r in rows] == list(clf.predict(X))
 
     np.savetxt(tmp_path / "train.tsv", np.column_stack([y, X]), delimiter="\t")
-    (tmp_path / "cfg.json").write_text(json.dumps({"model": TINY_MODEL}))
+    (tmp_path / "cfg.json").write_text(json.dumps({"preset": "seed", "model": TINY_MODEL}))
     rc = main(["train", "--train", str(tmp_path / "train.tsv"), "--config",
                str(tmp_path / "cfg.json"), "--epochs", "1", "--validation-split", "0",
                "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")])
     assert rc == 0
     run = tsformer.load(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert run.get_params()["model_params"] == saved["model"]
     assert run.random_state == 0 and run.model_params == {**TINY_MODEL, "pool": "features",
                                                           "variant": "prenorm",
                                                           "attention": "auto"}
+    assert run.get_params()["members"] == saved["members"] == 1
     assert run.predict(X).shape == (len(X),) and list(run.classes_) == [-1, 1]
     clone(run).set_params(epochs=1).fit(X, y)
 

@@ -21,11 +21,12 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tsformer import io  # noqa: E402
-from tsformer.models import create_model, resolve_model_params  # noqa: E402
-from tsformer.serve import SAMPLE_NAME, create_app, write_demo_sample  # noqa: E402
+from tsformer.config import DataShape, resolve  # noqa: E402
+from tsformer.errors import DataError  # noqa: E402
+from tsformer.inference import predict_logits  # noqa: E402
+from tsformer.model_dir import SAMPLE_NAME, demo_sample, load_model_dir, save_model_dir  # noqa: E402
+from tsformer.serve import create_app  # noqa: E402
 from tsformer.serve.app import Batcher, BodyLimitMiddleware, RequestError  # noqa: E402
-from tsformer.train import predict_logits  # noqa: E402
 
 T = 64
 MAX_BODY = 64 * 1024
@@ -35,17 +36,17 @@ MAX_INSTANCES = 16
 def make_model_dir(path: Path, *, n_channels: int = 1, n_timepoints: int = T,
                    sample: bool = True, metrics: dict[str, Any] | None = None) -> Path:
     """A small untrained seed model directory, shaped like the CLI's run directories."""
+    cfg = resolve("seed", DataShape(n_channels, n_timepoints, 2), classes=[-1, 1],
+                  data={"name": "FordA"})
     torch.manual_seed(0)
-    m = create_model("seed", n_channels=n_channels, n_timepoints=n_timepoints, n_classes=2)
-    cfg = io.make_config("seed", resolve_model_params("seed"), {}, n_channels=n_channels,
-                         n_timepoints=n_timepoints, classes=[-1, 1], data={"name": "FordA"})
+    m = cfg.build()
     extra: dict[str, Any] = {}
     if metrics is not None:
         extra["metrics.json"] = json.dumps(metrics)
     if sample:
         X_test, y_test = split_for_sample(n_channels, n_timepoints)
-        write_demo_sample(extra, X_test, y_test, n=6)
-    return io.save_pretrained(path, m, cfg, extra_files=extra)
+        extra[SAMPLE_NAME] = demo_sample(X_test, y_test, n=6)
+    return save_model_dir(path, m, cfg, extra_files=extra)
 
 
 @functools.lru_cache(maxsize=4)
@@ -65,8 +66,8 @@ def split_for_sample(n_channels: int, n_timepoints: int) -> tuple[np.ndarray, np
 
 
 def direct_proba(model_dir: Path, X: np.ndarray) -> np.ndarray:
-    model, _ = io.load_pretrained(model_dir)
-    return torch.softmax(predict_logits(model, X), 1).numpy()
+    model, cfg = load_model_dir(model_dir)
+    return torch.softmax(predict_logits(model, X, amp=cfg.train.amp), 1).numpy()
 
 
 def series(n: int, n_channels: int = 1, n_timepoints: int = T, seed: int = 0) -> np.ndarray:
@@ -402,18 +403,24 @@ def test_sample_endpoint_and_fallback_without_sample(client: TestClient, model_d
         assert c.get("/v1/sample").status_code == 404
 
 
-def test_write_demo_sample(tmp_path: Path) -> None:
+def test_demo_sample() -> None:
     X = np.random.default_rng(0).standard_normal((30, 2, 5)).astype(np.float32)
     y = np.array(["a"] * 27 + ["b"] * 3)
-    files = write_demo_sample({}, X, y, n=6)
-    doc = json.loads(files[SAMPLE_NAME])
+    doc = json.loads(demo_sample(X, y, n=6))
+    assert doc["format"] == "tsformer-sample" and doc["split"] == "test"
     assert doc["labels"].count("b") == 3 and len(doc["labels"]) == 6  # every class shows up
     picked = [i for i in range(30) if any(
         np.array_equal(np.asarray(s, np.float32), X[i]) for s in doc["series"])]
     assert len(picked) == 6  # values round-trip float32 exactly
-    path = write_demo_sample(tmp_path, X[:, 0], y, n=2)  # 2-D: univariate
-    first = json.loads(path.read_text())["series"][0][0]
+    for s, label in zip(doc["series"], doc["labels"], strict=True):  # each with its label
+        i = next(i for i in range(30) if np.array_equal(np.asarray(s, np.float32), X[i]))
+        assert y[i] == label
+    doc = json.loads(demo_sample(X[:, 0], y, n=2))  # 2-D: univariate
+    first = doc["series"][0][0]
     assert np.array_equal(np.asarray(first, np.float32), X[0, 0])
+    assert len(json.loads(demo_sample(X[:3], y[:3], n=8))["labels"]) == 3  # n beyond the data
+    with pytest.raises(DataError, match="one label per series"):
+        demo_sample(X, y[:-1])
 
 
 # --------------------------------------------------------------------------- CLI
@@ -425,7 +432,7 @@ def test_cli_serve_registered_and_errors_are_one_line(model_dir: Path, capsys, m
 
     args = cli.build_parser().parse_args(["serve", str(model_dir)])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
-    assert ("serve", "add_serve_command") in cli.FEATURE_COMMANDS
+    assert "serve" in cli.COMMANDS
     assert cli.main(["serve", str(model_dir / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with socket.socket() as taken:
