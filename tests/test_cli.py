@@ -188,12 +188,7 @@ def no_data_reads(monkeypatch):
     (["--set", "model.nope=1"], "unknown model option 'nope'"),
     (["--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
     (["--epochs", "0"], "--epochs: must be at least 1, not 0"),
-    pytest.param(["--device", "tpu9"], "tpu9", marks=pytest.mark.xfail(
-        strict=True, raises=DataRead,
-        reason="src bug: Options.check_values (options.py) checks types and ranges only, not "
-               "Options.check(), where TrainConfig.check parses the device; so cli/train.py "
-               "_plan's check_overrides passes 'tpu9' and the error only comes from resolve() "
-               "after the data is read")),
+    (["--device", "tpu9"], "unknown device 'tpu9'"),
     (["--dataset", ""], "--dataset is empty"),
     (["--test", "x.csv"], "--test goes with --train"),
     (["--out", "afile/run"], "afile is not a directory"),

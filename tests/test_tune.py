@@ -194,10 +194,6 @@ def test_follow_up_line_trains_on_the_tuned_data(flag: str, tiny_preset: str, tm
     assert saved["data"]["name"] == ("Chinatown" if flag == "--dataset" else "Tiny_TRAIN")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src bug: cli/tune.py prints '--dataset NAME' with the dataset's name (splits.name), not "
-    "the --dataset value the user gave; for a path (a folder of NAME_TRAIN/NAME_TEST files) "
-    "the pasted command looks up an archive name 'Tiny' and fails"))
 def test_follow_up_line_for_a_dataset_path_trains_on_it(tiny_preset: str, tmp_path: Path,
                                                         capsys, monkeypatch) -> None:
     data = _tiny_dataset(tmp_path / "data" / "Tiny")

@@ -179,8 +179,8 @@ def load_model_dir(path: str | os.PathLike, *, device: str | torch.device = "cpu
 
 def demo_sample(X_test: Any, y_test: Any, n: int = 8, *, split: str = "test") -> str:
     """``sample.json``: ``n`` series of the test split for the demo page, picked round-robin
-    over the classes (every class shows up when ``n`` allows), in split order.  Values keep
-    9 significant digits, which round-trips float32 exactly."""
+    over the classes, so the first examples already show every class ``n`` allows.  Values
+    keep 9 significant digits, which round-trips float32 exactly."""
     X = np.asarray(X_test, dtype=np.float32)
     if X.ndim == 2:
         X = X[:, None, :]

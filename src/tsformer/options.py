@@ -15,6 +15,7 @@ import math
 import numbers
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
@@ -28,26 +29,39 @@ T = TypeVar("T", bound="Options")
 
 
 def option(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, high_open: bool = False) -> Any:
+           low_open: bool = False, high_open: bool = False,
+           check: Callable[[Any], Any] | None = None) -> Any:
     """A dataclass field with its meaning and numeric range (``low <= v <= high``; ``*_open``
-    makes a bound strict).  Lists get a fresh copy per instance."""
-    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open}
+    makes a bound strict); ``check(value)`` may raise ConfigError for rules of one value that
+    a type cannot say (a device name).  Lists get a fresh copy per instance."""
+    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+            "check": check}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
-def _type_name(tp: Any) -> str:
+_WORDS = {int: "a whole number", float: "a finite number", bool: "true or false",
+          str: "a string"}
+
+
+def _type_name(tp: Any, words: bool = False) -> str:
+    """The type as the docs write it (``int | null``), or in words for a message."""
     origin = get_origin(tp)
     if origin is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
+        return (" or " if words else " | ").join(repr(a) for a in get_args(tp))
     if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in get_args(tp))
+        return (" or " if words else " | ").join(_type_name(a, words) for a in get_args(tp))
     if origin in (list, tuple):
         args = [a for a in get_args(tp) if a is not Ellipsis]
-        return f"{origin.__name__} of {_type_name(args[0])}" if args else origin.__name__
+        if origin is tuple and len(args) > 1 and Ellipsis not in get_args(tp):
+            return f"a list of {len(args)} numbers" if words else f"tuple of {len(args)}"
+        inner = _type_name(args[0], words) if args else "values"
+        return f"a list of {inner}" if words else f"{origin.__name__} of {inner}"
     if tp is type(None):
         return "null"
+    if words and tp in _WORDS:
+        return _WORDS[tp]
     return getattr(tp, "__name__", str(tp))
 
 
@@ -141,17 +155,24 @@ class Options:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            raw = getattr(self, f.name)
-            try:
-                value = _coerce(hints[f.name], raw)
-            except _Mismatch:
-                raise ConfigError(f"{self.group} {f.name} must be {_type_name(hints[f.name])}, "
-                                  f"not {raw!r}") from None
-            if not all(_in_range(f.metadata, v) for v in _items(value)):
-                raise ConfigError(f"{self.group} {f.name} must be {_range_text(f.metadata)}, "
-                                  f"not {raw!r}")
+            value = self._checked(f, hints[f.name], getattr(self, f.name))
             object.__setattr__(self, f.name, value)
         self.check()
+
+    @classmethod
+    def _checked(cls, f: dataclasses.Field, tp: Any, raw: Any) -> Any:
+        """One value against its option's type, range and own rule; the value as typed."""
+        try:
+            value = _coerce(tp, raw)
+        except _Mismatch:
+            raise ConfigError(f"{cls.group} {f.name} must be {_type_name(tp, True)}, "
+                              f"not {raw!r}") from None
+        if not all(_in_range(f.metadata, v) for v in _items(value)):
+            raise ConfigError(f"{cls.group} {f.name} must be {_range_text(f.metadata)}, "
+                              f"not {raw!r}")
+        if f.metadata.get("check") is not None and value is not None:
+            f.metadata["check"](value)
+        return value
 
     def check(self) -> None:
         """Rules between options (e.g. width divisible by heads); raise ConfigError."""
@@ -192,14 +213,7 @@ class Options:
         hints = typing.get_type_hints(cls)
         by_name = {f.name: f for f in fields(cls)}
         for name, raw in values.items():
-            try:
-                value = _coerce(hints[name], raw)
-            except _Mismatch:
-                raise ConfigError(f"{cls.group} {name} must be {_type_name(hints[name])}, "
-                                  f"not {raw!r}") from None
-            if not all(_in_range(by_name[name].metadata, v) for v in _items(value)):
-                raise ConfigError(f"{cls.group} {name} must be "
-                                  f"{_range_text(by_name[name].metadata)}, not {raw!r}")
+            cls._checked(by_name[name], hints[name], raw)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (tuples as lists)."""

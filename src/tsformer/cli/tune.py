@@ -82,7 +82,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     acc = best.user_attrs.get("val_accuracy", math.nan)
     print(f"best trial {best.number}: val_loss {best.value:.4f}, val_accuracy {acc:.4f}")
     data_flag = (f"--train {shlex.quote(args.train_file)}" if args.train_file
-                 else f"--dataset {shlex.quote(name)}")
+                 else f"--dataset {shlex.quote(args.dataset or 'FordA')}")
     print(f"best configuration: {out / 'best.json'}  (tsformer train --config "
           f"{shlex.quote(str(out / 'best.json'))} {data_flag} --full)")
     print(f"summary plot: {out / 'summary.png'}")

@@ -52,12 +52,10 @@ class TrainConfig(Options):
                           "0: off", low=0.0, high=1000.0)
     seed: int | None = option(0, "seeds initialisation, shuffles, augmentation and dropout; "
                               "null: a fresh seed each run", low=0, high=2**63 - 1)
-    device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N")
+    device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N",
+                         check=parse_device)
     amp: Literal["auto", "bf16", "off"] = option(
         "auto", "bfloat16 autocast: auto on CUDA only, bf16 on any device, off never")
     compile: bool = option(False, "torch.compile the network")
     verbose: int = option(1, "0 silent; 1 a line per epoch (and a progress bar on a "
                           "terminal)", low=0, high=2)
-
-    def check(self) -> None:
-        parse_device(self.device)  # a malformed name fails here, before any data is read
