@@ -26,7 +26,9 @@ from tsformer.errors import DataError  # noqa: E402
 from tsformer.inference import predict_logits  # noqa: E402
 from tsformer.model_dir import SAMPLE_NAME, demo_sample, load_model_dir, save_model_dir  # noqa: E402
 from tsformer.serve import create_app  # noqa: E402
-from tsformer.serve.app import Batcher, BodyLimitMiddleware, RequestError  # noqa: E402
+from tsformer.serve.batcher import Batcher  # noqa: E402
+from tsformer.serve.middleware import BodyLimitMiddleware  # noqa: E402
+from tsformer.serve.parsing import RequestError  # noqa: E402
 
 T = 64
 MAX_BODY = 64 * 1024
@@ -259,10 +261,11 @@ def _csv(*rows: list[Any]) -> bytes:
 
 _CSV_CASES: list[tuple[str, bytes, int, str]] = [
     ("short-row", _csv(_ok, _ok[:10]), 422, "line 2 has 10 values but the model expects 64"),
-    ("word", _csv(_ok, _ok[:3] + ["abc"] + _ok[4:]), 422, "line 2, column 4 is 'abc'"),
+    ("word", _csv(_ok, _ok[:3] + ["abc"] + _ok[4:]), 422,
+     "line 2, column 4: non-numeric value 'abc'"),
     ("empty-cell", _csv(_ok[:3] + [""] + _ok[4:]), 422, "line 1, column 4 is empty"),
     ("nan-cell", _csv(["x"] + _ok[:3] + ["nan"] + _ok[4:]), 422,
-     "line 1, column 5 is NaN or infinite"),
+     "line 1, column 5: value nan is missing or infinite"),
     ("no-rows", b"\n\n", 422, "holds no series"),
     ("header-only", b"a,b,c\n", 422, "header line but no series"),
     ("too-many-rows", _csv(*[_ok] * (MAX_INSTANCES + 1)), 413, "over the limit of 16"),
