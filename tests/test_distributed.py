@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from tsformer import distributed
 from tsformer.cli import main
+from tsformer.training import distributed
 
 
 def test_shard_matches_distributed_sampler_batching() -> None:
@@ -50,6 +50,7 @@ def _history(run: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow  # ~40 s: torchrun starts two processes, and one more run in-process
 def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     _tiny_dataset(tmp_path)
     args = ["train", "--train", str(tmp_path / "Tiny_TRAIN.tsv"), "--test",
@@ -78,16 +79,17 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
 
 
 
-# Each rank records the epoch shuffles of a 2-member ensemble trained with mixup on shards
-# of unequal size (batch 7 over 2 ranks: 4 and 3 series), and the rocket stem's thresholds
-# as `fit` primed them, before DDP's first buffer broadcast could hide a difference.
+# Each rank records the epoch shuffles of a 2-member ensemble (members trained one after the
+# other by pipeline.train) with mixup on shards of unequal size (batch 7 over 2 ranks: 4 and
+# 3 series), and the rocket stem's thresholds as `fit` primed them, before DDP's first
+# buffer broadcast could hide a difference.
 ENSEMBLE_WORKER = """
 import json, sys
 import numpy as np, torch
 torch.set_num_threads(1)
-from tsformer import distributed
-from tsformer.patchformer import PatchFormer
-from tsformer.train import TrainConfig, fit
+from tsformer.models.patchformer import PatchFormerNet
+from tsformer.pipeline import DataShape, resolve, train
+from tsformer.training import distributed
 shuffles, randperm = [], torch.randperm
 def recording(n, *args, **kwargs):
     out = randperm(n, *args, **kwargs)
@@ -95,21 +97,27 @@ def recording(n, *args, **kwargs):
         shuffles.append(out.tolist())
     return out
 torch.randperm = recording
+primed = []
+init = PatchFormerNet.init_from_data
+def recording_init(self, x):
+    init(self, x)
+    primed.append(self.patch.bias.sum().item())
+PatchFormerNet.init_from_data = recording_init
 X = np.random.default_rng(0).normal(size=(26, 1, 16)).astype(np.float32)
 y = np.arange(26) % 2
-model = PatchFormer(1, 16, 2, members=2, d_model=16, depth=1, n_heads=2, stem="rocket")
-primed = []
-prime = model.prime
-model.prime = lambda x: (prime(x), primed.append(model.nets[0].patch.bias.sum().item()))
-cfg = TrainConfig(optimizer="adamw", lr=1e-3, batch_size=7, epochs=3, augment=["warp"],
-                  mixup=0.4, validation_split=0.0, patience=None, verbose=0, seed=5,
-                  device="cpu")
-fit(model, X, y, cfg)
+cfg = resolve("patchformer", DataShape.of(X, 2), {
+    "model": {"d_model": 16, "depth": 1, "n_heads": 2, "stem": "rocket"}, "members": 2,
+    "train": {"optimizer": "adamw", "lr": 1e-3, "batch_size": 7, "epochs": 3,
+              "augment": ["warp"], "mixup": 0.4, "validation_split": 0.0, "patience": None,
+              "verbose": 0, "seed": 5, "device": "cpu"}})
+result = train(cfg, X, y)
+assert len(result.model.members) == 2
 with open(f"{sys.argv[1]}/rank{distributed.rank()}.json", "w") as f:
     json.dump({"shuffles": shuffles, "primed": primed}, f)
 """
 
 
+@pytest.mark.slow  # ~20 s: torchrun starts two processes
 def test_torchrun_ensemble_with_mixup_keeps_the_ranks_shuffles_in_step(tmp_path: Path) -> None:
     # Mixup pairs drawn for unequal shards must not move the shuffle generator that all ranks
     # share, or from the second epoch on the ranks' shards overlap and miss series.
@@ -124,4 +132,6 @@ def test_torchrun_ensemble_with_mixup_keeps_the_ranks_shuffles_in_step(tmp_path:
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert len(ranks[0]["shuffles"]) == 3 * 2  # 3 epochs x 2 members
     assert ranks[0]["shuffles"] == ranks[1]["shuffles"]
-    assert len(ranks[0]["primed"]) == 1 and ranks[0]["primed"] == ranks[1]["primed"]
+    assert ranks[0]["shuffles"][:3] != ranks[0]["shuffles"][3:]  # each member its own seed
+    # each member primed once, on the same series on every rank
+    assert len(ranks[0]["primed"]) == 2 and ranks[0]["primed"] == ranks[1]["primed"]

@@ -1,21 +1,30 @@
+import json
 import math
 
 import pytest
 import torch
 
+from tsformer import create_model
 from tsformer.errors import ConfigError
-from tsformer.models import (
-    PRESETS,
-    KerasMultiHeadAttention,
-    count_parameters,
-    create_model,
-    summary,
-)
+from tsformer.models import count_parameters, summary
+from tsformer.models.seed import KerasMultiHeadAttention, SeedTransformer
+from tsformer.registry import DataShape, get_preset
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: these models are small, and on a shared 2-core machine extra threads
+    mostly wait on each other (conftest asks for two)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("variant", ["prenorm", "postnorm"])
 def test_seed_has_93130_parameters_on_forda(variant):
     m = create_model("seed", n_channels=1, n_timepoints=500, n_classes=2, variant=variant)
+    assert isinstance(m, SeedTransformer)
     assert count_parameters(m) == 93_130
     per_block = sum(p.numel() for p in m.blocks[0].parameters())
     assert per_block == 7_186
@@ -95,18 +104,21 @@ def test_fast_and_direct_paths_agree_in_the_model():
 
 
 def test_registry_errors_are_clear():
-    with pytest.raises(ConfigError, match="available presets"):
+    with pytest.raises(ConfigError, match="available presets") as e:
         create_model("nope", n_channels=1, n_timepoints=10, n_classes=2)
-    with pytest.raises(ConfigError, match="no model option 'heads'"):
+    assert "seed" in str(e.value) and "patchformer" in str(e.value)
+    with pytest.raises(ConfigError, match="unknown model option 'heads'"):
         create_model("seed", n_channels=1, n_timepoints=10, n_classes=2, heads=3)
     with pytest.raises(ConfigError, match="variant"):
         create_model("seed", n_channels=1, n_timepoints=10, n_classes=2, variant="mid")
 
 
 def test_presets_are_plain_data():
-    import json
-
-    json.dumps(PRESETS["seed"])  # serialisable: no callables or classes inside
+    # What a preset resolves to is serialisable: no callables or classes inside.
+    seed = get_preset("seed")
+    assert seed.arch == "seed_transformer"
+    json.dumps(seed.values())
+    json.dumps(seed.values(DataShape(1, 500, 2, 3601)))
 
 
 def test_summary_table_like_keras():

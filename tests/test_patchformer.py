@@ -10,17 +10,20 @@ import numpy as np
 import pytest
 import torch
 
+from tsformer import create_model
 from tsformer.errors import ConfigError
-from tsformer.models import PRESETS, create_model
-from tsformer.patchformer import (
-    TARGET_TOKENS,
+from tsformer.models import Ensemble
+from tsformer.models.patches import TARGET_TOKENS, resolve_patching
+from tsformer.models.patchformer import (
     TRAIN_DEFAULTS,
-    PatchFormer,
     PatchFormerNet,
-    RocketTokens,
+    PatchFormerOptions,
     auto_params,
-    resolve_patching,
 )
+from tsformer.models.rocket import RocketTokens, minirocket_kernels
+from tsformer.pipeline import resolve
+from tsformer.registry import DataShape, get_preset
+from tsformer.training import TrainConfig, fit
 
 
 @pytest.fixture(autouse=True)
@@ -36,39 +39,26 @@ def one_thread():
 @pytest.mark.parametrize("c,t", [(1, 20), (1, 500), (3, 20), (6, 2000)])
 def test_forward_shapes_any_length_and_channels(c, t):
     m = create_model("patchformer", n_channels=c, n_timepoints=t, n_classes=5).eval()
+    assert isinstance(m, PatchFormerNet)  # no training-set size: one network
     assert m.n_tokens <= TARGET_TOKENS + 2
     out = m(torch.randn(2, c, t))
     assert out.shape == (2, 5) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("opts", [{"stem": "patch"}, {"pos": "learned"}, {"pool": "cls"},
-                                  {"pool": "mean"}, {"stem": "dilated"}, {"stem": "rocket"},
-                                  {"stem": "rocket", "diff": True, "members": 2},
-                                  {"members": 3}, {"spectral": True}, {"diff": True},
-                                  {"diff": True, "spectral": True, "stem": "patch"},
+@pytest.mark.parametrize("opts", [{"stem": "rocket"}, {"stem": "rocket", "members": 2},
+                                  {"members": 3},
                                   {"instance_norm": False, "patch_len": 8, "stride": 4}])
 def test_model_options(opts):
-    m = PatchFormer(2, 100, 3, **opts).eval()
+    m = create_model("patchformer", n_channels=2, n_timepoints=100, n_classes=3, **opts).eval()
+    members = opts.get("members", 1)
+    assert isinstance(m, Ensemble if members > 1 else PatchFormerNet)
+    if members > 1:
+        assert len(m.members) == members
     assert m(torch.randn(4, 2, 100)).shape == (4, 3)
-
-
-@pytest.mark.parametrize("kernel, dilations", [(7, [1]), (15, [1, 2]), (63, [1, 2, 4, 8])])
-def test_dilated_stem_spans_the_kernel_with_nine_taps(kernel, dilations):
-    from tsformer.patchformer import DilatedConv
-
-    conv = DilatedConv(1, 8, kernel)
-    assert [b.dilation[0] for b in conv.branches] == dilations
-    assert sum(b.out_channels for b in conv.branches) == 8
-    x = torch.zeros(1, 1, 201)
-    x[..., 100] = 1.0  # an impulse: each output channel sees it over its branch's span
-    reach = (conv(x).abs().sum(1)[0] > 0).nonzero().flatten()
-    assert int(reach.max() - reach.min()) + 1 == 8 * dilations[-1] + 1 <= kernel + 2
 
 
 def test_rocket_stem_tokens_are_minirocket_ppv_per_patch():
     import torch.nn.functional as F
-
-    from tsformer.patchformer import minirocket_kernels
 
     k = minirocket_kernels()
     assert k.shape == (84, 9) and (k.sum(1) == 0).all() and ((k == 2).sum(1) == 3).all()
@@ -88,157 +78,120 @@ def test_rocket_stem_tokens_are_minirocket_ppv_per_patch():
     assert abs(float((h > stem.bias[0, 1]).float().mean()) - 0.6) < 0.01
 
 
-def test_fit_sets_rocket_thresholds_from_training_series_before_the_first_step():
-    # The thresholds come from the same spread of training series whatever the seed (so
-    # distributed replicas agree), not from an augmented first batch.
-    from tsformer.train import TrainConfig, fit
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(24, 1, 32)).astype(np.float32)
-    y = np.arange(24) % 3
-    primed = PatchFormer(1, 32, 3, stem="rocket", **TINY)
-    assert not bool(primed.nets[0].patch.ready)
-    primed.prime(torch.from_numpy(X))
-    biases = []
-    for seed in (1, 2):
-        m = PatchFormer(1, 32, 3, stem="rocket", members=2, **TINY)
-        fit(m, X, y, TrainConfig(lr=3e-3, batch_size=8, epochs=1, validation_split=0.0,
-                                 patience=None, verbose=0, seed=seed))
-        biases += [net.patch.bias for net in m.nets]
-    for b in biases:
-        assert torch.equal(b, primed.nets[0].patch.bias)
-    # Training further (other data) keeps the thresholds the learned weights were fit to.
-    fit(m, X.cumsum(-1), y, TrainConfig(lr=3e-3, batch_size=8, epochs=1, validation_split=0.0,
-                                        patience=None, verbose=0, seed=3))
-    assert torch.equal(m.nets[0].patch.bias, primed.nets[0].patch.bias)
-
-
-def test_diff_channels_feed_the_slope_of_each_channel():
-    net = PatchFormerNet(2, 100, 3, diff=True, stem_width=8, d_model=16).eval()
-    assert net.stem[0].in_channels == 4  # two channels and their first differences
-    # Two series equal up to an offset and scale differ nowhere after normalisation, slope
-    # included.
-    x = torch.randn(1, 2, 100).cumsum(-1)
-    torch.testing.assert_close(net(x), net(3 * x + 5), rtol=1e-4, atol=1e-4)
-    seen = []
-    net.stem[0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
-    net(x)
-    d = torch.diff(x, dim=-1, prepend=x[..., :1])  # the first point has no slope: 0
-    d = (d - d.mean(-1, keepdim=True)) / d.std(-1, keepdim=True, unbiased=False)
-    torch.testing.assert_close(seen[0][:, 2:], d, rtol=1e-3, atol=1e-3)
-
-
-def test_default_has_no_absolute_positions_and_pools_mean_and_max():
-    # absolute positions did not pay (docs/results.md), so none by default
-    assert PatchFormerNet(1, 100, 2).pos is None
-    # the head sees the mean and the max over tokens: a shape anywhere moves the max
-    net = PatchFormerNet(1, 100, 2, d_model=32, n_heads=4).eval()
-    assert net.head.in_features == 64
-    assert PatchFormerNet(1, 100, 2, pos="learned").pos.shape[1] == PatchFormerNet(
-        1, 100, 2).n_tokens
-
-
 #: A small network without dropout, for exact comparisons of training steps.
 TINY = {"d_model": 16, "n_heads": 2, "depth": 1, "stem_width": 4, "dropout": 0.0,
         "drop_path": 0.0}
 
 
-def test_ensemble_members_train_on_their_own_shares_and_average_probabilities():
-    m = PatchFormer(1, 50, 3, members=3, dropout=0.0, drop_path=0.0)
-    x = torch.randn(9, 1, 50)
-    out = m(x)
-    assert out.shape == (3, 3, 3)  # in training, each member's logits on its own share
-    for net, share, logits in zip(m.nets, x.chunk(3), out, strict=True):
-        torch.testing.assert_close(logits, net(share))  # BatchNorm sees that share alone
-    with pytest.raises(ValueError, match="one equal share"):
-        m(torch.randn(8, 1, 50))
-    m.eval()
-    with torch.no_grad():
-        probs = torch.stack([net(x).softmax(-1) for net in m.nets]).mean(0)
-        torch.testing.assert_close(m(x).softmax(-1), probs)
-
-
-def test_each_member_gets_the_gradient_of_its_own_loss_and_clip():
-    # The trainer's loss on an ensemble's stacked logits, times the member count, gives each
-    # member the gradient of its own mean loss on its own share; clipping is per member.
-    from tsformer.train import TrainConfig, _clip, _loss
-
-    torch.manual_seed(0)
-    ens = PatchFormer(1, 32, 3, members=2, **TINY)
-    x, y = torch.randn(8, 1, 32), torch.randint(0, 3, (8,))
-    cfg = TrainConfig(label_smoothing=0.1)
-    pair = torch.tensor([1, 0, 3, 2, 5, 4, 7, 6])  # mixup pairs inside each share
-    (_loss(ens(x), y, cfg, 0.7, pair) * 2).backward()
-    for m, net in enumerate(ens.nets):
-        alone = PatchFormer(1, 32, 3, members=1, **TINY)
-        alone.nets[0].load_state_dict(net.state_dict())
-        s = slice(4 * m, 4 * m + 4)
-        _loss(alone(x[s]), y[s], cfg, 0.7, pair[s] - 4 * m).backward()
-        for a, b in zip(net.parameters(), alone.parameters(), strict=True):
-            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
-    norms = [torch.cat([p.grad.flatten() for p in g]).norm() for g in ens.clip_groups()]
-    _clip(ens, 0.5 * min(norms).item())
-    for g in ens.clip_groups():  # each member clipped to the bound on its own
-        torch.testing.assert_close(torch.cat([p.grad.flatten() for p in g]).norm(),
-                                   torch.tensor(0.5 * min(norms).item()))
-
-
-def test_fit_gives_each_member_its_own_data_stream():
-    # Two members with the same initial weights and no dropout still part ways: each has
-    # its own shuffle, augmentation and mixup pairs (a shared stream made them too alike).
-    from tsformer.train import TrainConfig, fit
+def test_fit_sets_rocket_thresholds_from_training_series_before_the_first_step():
+    # The thresholds come from the same spread of training series whatever the seed (so
+    # distributed replicas and ensemble members agree), not from an augmented first batch.
+    from tsformer.pipeline import train
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(24, 1, 32)).astype(np.float32)
     y = np.arange(24) % 3
-    ens = PatchFormer(1, 32, 3, members=2, **TINY)
-    ens.nets[1].load_state_dict(ens.nets[0].state_dict())
+    primed = PatchFormerNet(1, 32, 3, stem="rocket", **TINY)
+    assert not bool(primed.patch.ready) and not primed.patch.primed
+    primed.init_from_data(torch.from_numpy(X))
+    biases = []
+    for seed in (1, 2):
+        cfg = resolve("patchformer", DataShape.of(X, 3),
+                      {"model": {**TINY, "stem": "rocket"}, "members": 2,
+                       "train": {"lr": 3e-3, "batch_size": 8, "epochs": 1,
+                                 "validation_split": 0.0, "patience": None, "verbose": 0,
+                                 "seed": seed}})
+        m = train(cfg, X, y).model
+        biases += [net.patch.bias for net in m.members]
+    assert len(biases) == 4
+    for b in biases:
+        assert torch.equal(b, primed.patch.bias)
+    # Training further (other data) keeps the thresholds the learned weights were fit to.
+    net = m.members[0]
+    fit(net, X.cumsum(-1), y, TrainConfig(lr=3e-3, batch_size=8, epochs=1, validation_split=0.0,
+                                          patience=None, verbose=0, seed=3))
+    assert torch.equal(net.patch.bias, primed.patch.bias)
+
+
+def test_default_has_no_absolute_positions_and_pools_mean_and_max():
+    # absolute positions did not pay (docs/results.md): no position parameter at all
+    net = PatchFormerNet(1, 100, 2, d_model=32, n_heads=4).eval()
+    assert not [n for n, _ in net.named_parameters() if "pos" in n]
+    # the head sees the mean and the max over tokens: a shape anywhere moves the max
+    assert net.head.in_features == 64
+    seen = []
+    net.head.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    tokens = []
+    net.norm.register_forward_hook(lambda m, i, o: tokens.append(o))
+    net(torch.randn(3, 1, 100))
+    torch.testing.assert_close(seen[0], torch.cat([tokens[0].mean(1), tokens[0].amax(1)], -1))
+
+
+def test_ensemble_averages_the_members_probabilities():
+    torch.manual_seed(0)
+    m = Ensemble([PatchFormerNet(1, 50, 3, dropout=0.0, drop_path=0.0) for _ in range(3)])
+    x = torch.randn(9, 1, 50)
+    m.eval()
+    with torch.no_grad():
+        probs = torch.stack([net(x).softmax(-1) for net in m.members]).mean(0)
+        out = m(x)
+    assert out.shape == (9, 3)
+    torch.testing.assert_close(out.softmax(-1), probs)
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(9))  # log of the mean: a logit
+    with pytest.raises(ValueError, match="at least one member"):
+        Ensemble([])
+
+
+def test_fit_gives_each_member_its_own_data_stream():
+    # Two members with the same initial weights and no dropout still part ways: each has
+    # its own seed (pipeline.member_seed), so its own shuffle, augmentation and mixup pairs
+    # (a shared stream made them too alike).
+    from tsformer.pipeline import member_seed
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 1, 32)).astype(np.float32)
+    y = np.arange(24) % 3
+    torch.manual_seed(0)
+    nets = [PatchFormerNet(1, 32, 3, **TINY) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
     # No augmentation or mixup: only the shuffle can tell the members apart.
     cfg = TrainConfig(optimizer="adamw", lr=3e-3, batch_size=8, epochs=2, augment=[],
-                      validation_split=0.0,
-                      patience=None, verbose=0, seed=1)
+                      validation_split=0.0, patience=None, verbose=0)
     seen: list[list[torch.Tensor]] = [[], []]
-    for m, net in enumerate(ens.nets):
+    for m, net in enumerate(nets):
         net.register_forward_hook(lambda mod, i, o, m=m: seen[m].append(i[0][:, 0, 0].clone())
                                   if mod.training else None)
-    fit(ens, X, y, cfg)
+        fit(net, X, y, cfg.replace(seed=member_seed(1, m)))
     firsts = torch.from_numpy(X[:, 0, 0])
     for m in range(2):  # each member sees every series once an epoch, in its own order
-        order = [int((firsts == v).nonzero()) for v in torch.cat(seen[m][:3])]
-        assert sorted(order) == list(range(24))
+        for epoch in range(2):
+            batches = torch.cat(seen[m][3 * epoch:3 * epoch + 3])
+            order = [int((firsts == v).nonzero()) for v in batches]
+            assert sorted(order) == list(range(24))
     assert not torch.equal(torch.cat(seen[0][:3]), torch.cat(seen[1][:3]))
-    a, b = (torch.cat([p.flatten() for p in net.parameters()]) for net in ens.nets)
+    a, b = (torch.cat([p.flatten() for p in net.parameters()]) for net in nets)
     assert (a - b).abs().max() > 1e-3
 
 
 def test_instance_norm_makes_the_model_scale_and_offset_invariant():
-    m = PatchFormer(1, 64, 2).eval()
+    m = create_model("patchformer", n_channels=1, n_timepoints=64, n_classes=2).eval()
     x = torch.randn(3, 1, 64)
     torch.testing.assert_close(m(x), m(5 * x + 100), atol=1e-3, rtol=1e-3)
 
 
-@pytest.mark.parametrize("t", [20, 21, 500])
-def test_spectral_tokens_are_shift_invariant_evidence(t):
-    m = PatchFormerNet(2, t, 3, spectral=True, pos="learned").eval()
-    base = PatchFormerNet(2, t, 3).n_tokens
-    assert m.n_tokens > base and m.pos.shape[1] == m.n_tokens
-    x = torch.randn(4, 2, t)
-    assert m(x).shape == (4, 3)
-    # The spectral tokens alone see a circular shift as the same series.
-    spec = lambda z: m.spec_patch(m.spec_norm(torch.log1p(torch.fft.rfft(m.norm_in(z)).abs())))  # noqa: E731
-    torch.testing.assert_close(spec(x), spec(torch.roll(x, 3, -1)), atol=1e-4, rtol=1e-4)
-
-
 def test_auto_params_scale_with_the_data():
-    small = auto_params(1, 24, 16, 2)
-    big = auto_params(1, 500, 3601, 2)
-    long = auto_params(3, 2000, 200, 10)
+    shapes = {"small": DataShape(1, 24, 2, 16), "big": DataShape(1, 500, 2, 3601),
+              "long": DataShape(3, 2000, 10, 200)}
+    small, big, long = (auto_params(s) for s in shapes.values())
+    built = {k: resolve("patchformer", s).model for k, s in shapes.items()}
+    # the rule leaves patching to "auto"; resolve() makes it concrete for the shape
+    assert "stride" not in small["model"] and "patch_len" not in small["model"]
     # patches grow with the length so the token count stays flat
-    assert small["model"]["stride"] == 1 and long["model"]["stride"] > big["model"]["stride"]
-    assert resolve_patching(2000) == (long["model"]["patch_len"], long["model"]["stride"])
+    assert built["small"].stride == 1 and built["long"].stride > built["big"].stride
+    assert resolve_patching(2000) == (built["long"].patch_len, built["long"].stride)
     # the stem kernel follows the stride, within bounds: 15 at length 24, 63 for FordA
-    assert (small["model"]["stem_kernel"], big["model"]["stem_kernel"],
-            long["model"]["stem_kernel"]) == (15, 63, 63)
+    assert (built["small"].stem_kernel, built["big"].stem_kernel,
+            built["long"].stem_kernel) == (15, 63, 63)
     net = PatchFormerNet(1, 500, 2)  # "auto" resolves the same way inside the model
     assert net.stem[0].kernel_size == (63,) and net.stem[3].kernel_size == (63,)
     # tiny sets: all data trains, small batches, more epochs; big sets: a validation split
@@ -252,52 +205,55 @@ def test_auto_params_scale_with_the_data():
     assert "warp" not in TRAIN_DEFAULTS["augment"]  # the rule adds it; the defaults stay put
     assert 8 <= small["train"]["batch_size"] < big["train"]["batch_size"] <= 64
     assert small["train"]["epochs"] > big["train"]["epochs"] == 20  # big: the compute cap
-    assert auto_params(1, 1000, 16000, 2)["train"]["epochs"] == 10  # never below 10
+    assert auto_params(DataShape(1, 1000, 2, 16000))["train"]["epochs"] == 10  # never below 10
     assert small["train"]["lr"] < big["train"]["lr"]
     # below SMALL_DATA series the fixed MiniRocket features; above, the dense stem, 64 wide
     # where the data afford it, else 32 (FordA keeps its budget)
     assert small["model"]["stem"] == "rocket"
     assert (big["model"]["stem"], big["model"]["stem_width"]) == ("conv", 32)
-    mid = auto_params(1, 50, 600, 2)["model"]
-    assert (mid["stem"], mid["stem_width"], mid["members"]) == ("conv", 64, 1)
-    cricket = auto_params(1, 300, 390, 12)["model"]  # CricketY's shape
-    assert (cricket["stem"], cricket["members"]) == ("rocket", 2)
+    mid = auto_params(DataShape(1, 50, 2, 600))
+    assert (mid["model"]["stem"], mid["model"]["stem_width"], mid["members"]) == ("conv", 64, 1)
+    cricket = auto_params(DataShape(1, 300, 12, 390))  # CricketY's shape
+    assert (cricket["model"]["stem"], cricket["members"]) == ("rocket", 2)
     # a deep ensemble below SMALL_DATA series, where one network swings with its seed;
     # FordA-size sets keep one network and their time budget
-    assert (small["model"]["members"], big["model"]["members"]) == (3, 1)
+    assert (small["members"], big["members"]) == (3, 1)
     # no ensemble costs more than three FordA runs: costlier members, fewer of them
-    assert auto_params(1, 2000, 499, 3)["model"]["members"] == 1
-    five = auto_params(1, 24, 16, 2, members=5)  # every member gets the single schedule
-    one = auto_params(1, 24, 16, 2, members=1)
-    assert five["model"]["members"] == 5 and five["train"] == one["train"]
+    assert auto_params(DataShape(1, 2000, 3, 499))["members"] == 1
+    # members overridden: every member gets the single-network schedule
+    five = resolve("patchformer", shapes["small"], {"members": 5})
+    one = resolve("patchformer", shapes["small"], {"members": 1})
+    assert (five.members, one.members) == (5, 1) and five.train == one.train
+    assert five.model == one.model
     for p in (small, big, long):  # every option is accepted by the model and the trainer
-        from tsformer.train import TrainConfig
-
         TrainConfig.from_dict(p["train"])
-        PatchFormer(3, 100, 2, **{**p["model"], "patch_len": "auto", "stride": "auto",
-                                   "stem_kernel": "auto"})
+        opts = PatchFormerOptions.from_dict({**get_preset("patchformer").model, **p["model"]})
+        PatchFormerNet(3, 100, 2, **opts.to_dict())
 
 
 def test_preset_is_registered_as_plain_data():
-    spec = PRESETS["patchformer"]
-    assert spec["arch"] == "patchformer"
-    json.dumps(spec)
+    spec = get_preset("patchformer")
+    assert spec.arch == "patchformer" and spec.members == 1
+    json.dumps(spec.values())
+    json.dumps(spec.values(DataShape(1, 24, 2, 16)))
+    # the data-scaled values apply only when the training-set size is known
+    assert spec.values(DataShape(1, 24, 2))["train"] == spec.values()["train"]
+    assert spec.values(DataShape(1, 24, 2, 16))["members"] == 3
 
 
+@pytest.mark.slow  # ~25 s: 6 epochs on 600 series
 def test_short_training_on_forda_slice_beats_chance(forda_small):
     from tsformer.data import encode_labels
-    from tsformer.train import TrainConfig, fit, predict_logits
+    from tsformer.inference import predict_logits
+    from tsformer.pipeline import train
 
     Xtr, ytr, Xte, yte = forda_small
     codes, classes = encode_labels(ytr)
     test_codes = np.array([classes.index(v) for v in yte.tolist()])
-    p = auto_params(1, Xtr.shape[2], len(Xtr), 2, members=1)
-    p["train"].update(epochs=6, batch_size=32, validation_split=0.0, warmup_epochs=1, verbose=0,
-                      seed=0)
-    torch.manual_seed(0)
-    model = create_model("patchformer", n_channels=1, n_timepoints=Xtr.shape[2], n_classes=2,
-                         **p["model"])
-    fit(model, Xtr, codes, TrainConfig.from_dict(p["train"]))
+    cfg = resolve("patchformer", DataShape.of(Xtr, 2),
+                  {"members": 1, "train": {"epochs": 6, "batch_size": 32, "validation_split": 0.0,
+                                           "warmup": 1 / 6, "verbose": 0, "seed": 0}})
+    model = train(cfg, Xtr, codes).model
     acc = (predict_logits(model, Xte).argmax(1).numpy() == test_codes).mean()
     assert acc > 0.7, acc  # chance is 0.5
 
@@ -308,7 +264,7 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "bench"
     rc = main(["benchmark", "--datasets", "Chinatown", "--max-epochs", "2", "--seeds", "2",
                "--threads", "1", "--no-minirocket", "--quiet", "--out", str(out),
-               "--set", "model.depth=1", "--set", "model.members=2"])
+               "--set", "model.depth=1", "--set", "members=2"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| Chinatown |" in printed and "minirocket_published" in printed
@@ -319,6 +275,7 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys):
     data = json.loads((out / "results.json").read_text())
     runs = data["results"][0]["runs"]
     assert runs[0]["params"]["model"]["depth"] == 1 and [r["seed"] for r in runs] == [0, 1]
+    assert all(r["params"]["members"] == 2 for r in runs)
     # an ensemble's members are scored alone too, to show what averaging adds
     assert all(len(r["member_accuracy"]) == 2 for r in runs)
     assert all(0.0 <= a <= 1.0 for r in runs for a in r["member_accuracy"])
@@ -382,27 +339,31 @@ def test_benchmark_rejects_bad_overrides(capsys, tmp_path):
     assert "--set" in capsys.readouterr().err
     # a flag that is not true/false would otherwise read as true and train another model
     out = tmp_path / "b"
-    assert main(["benchmark", "--datasets", "Chinatown", "--set", "model.diff=abc", "--quiet",
-                 "--no-minirocket", "--out", str(out)]) == 2
+    assert main(["benchmark", "--datasets", "Chinatown", "--set", "model.instance_norm=abc",
+                 "--quiet", "--no-minirocket", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "diff must be true or false" in err[0] and not out.exists()
+    assert len(err) == 1 and "instance_norm must be bool" in err[0] and not out.exists()
 
 
 def test_cli_and_estimator_use_the_data_scaled_defaults():
-    """`train`, the estimator and `tune` get the same size-scaled options as `benchmark`."""
-    from tsformer.models import data_shape, get_preset
-    from tsformer.patchformer import auto_params
-
+    """`train`, the estimator and `tune` get the same size-scaled options as `benchmark`:
+    all of them resolve through config.resolve with the data's shape."""
     X = np.zeros((40, 2, 24), np.float32)
-    scaled = get_preset("patchformer", data_shape(X, 3))
-    expected = auto_params(2, 24, 40, 3)
-    assert scaled["train"]["batch_size"] == expected["train"]["batch_size"] == 8
-    assert scaled["train"]["validation_split"] == 0.0  # small sets train on everything
-    assert scaled["model"]["patch_len"] == expected["model"]["patch_len"]
-    assert get_preset("patchformer")["train"]["batch_size"] == 64  # static without data
-    assert get_preset("seed", data_shape(X, 3)) == get_preset("seed")  # seed: exact, static
+    scaled = resolve("patchformer", DataShape.of(X, 3))
+    expected = auto_params(DataShape(2, 24, 3, 40))
+    assert scaled.train.batch_size == expected["train"]["batch_size"] == 8
+    assert scaled.train.validation_split == 0.0  # small sets train on everything
+    assert scaled.members == expected["members"] == 3
+    assert scaled.model.patch_len == resolve_patching(24)[0]
+    # static without the training-set size
+    assert get_preset("patchformer").values()["train"]["batch_size"] == 64
+    assert resolve("patchformer", DataShape(2, 24, 3)).train.batch_size == 64
+    # seed: exact, static
+    assert get_preset("seed").values(DataShape.of(X, 3)) == get_preset("seed").values()
+    assert resolve("seed", DataShape.of(X, 3)) == resolve("seed", DataShape(2, 24, 3))
 
 
+@pytest.mark.slow  # ~5 s: starts a spawned child process
 def test_live_minirocket_runs_in_a_child_process(tmp_path, monkeypatch):
     """A stand-in aeon (on sys.path, which spawn passes on): the fit happens in another
     process, so numba's thread pool can never slow later torch training in this one."""
@@ -448,10 +409,10 @@ def test_live_minirocket_is_skipped_without_aeon(monkeypatch):
                                   {"spectral": "abc"}, {"instance_norm": 1},
                                   {"members": 0}, {"members": "two"}, {"members": 2.5}])
 def test_bad_model_options_are_one_clear_error(opts):
-    from tsformer.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=next(iter(opts))):
-        PatchFormer(1, 50, 2, **opts)
+    # removed options (pool, diff, spectral) are unknown names now: still one clear line
+    with pytest.raises(ConfigError, match=next(iter(opts))) as e:
+        create_model("patchformer", n_channels=1, n_timepoints=50, n_classes=2, **opts)
+    assert "\n" not in str(e.value)
 
 
 def test_benchmark_merge_pools_runs_split_over_processes(tmp_path, monkeypatch, capsys):
@@ -520,19 +481,20 @@ def test_benchmark_merge_pools_runs_split_over_processes(tmp_path, monkeypatch, 
 def test_rocket_thresholds_travel_with_the_weights_and_are_not_refit():
     # A network loaded from a primed one keeps the loaded thresholds on its first input
     # (they are not re-set from that input), and priming it again changes nothing.
-    primed = PatchFormer(1, 40, 2, stem="rocket", **TINY)
-    primed.prime(torch.randn(8, 1, 40))
-    fresh = PatchFormer(1, 40, 2, stem="rocket", **TINY)
+    primed = PatchFormerNet(1, 40, 2, stem="rocket", **TINY)
+    primed.init_from_data(torch.randn(8, 1, 40))
+    fresh = PatchFormerNet(1, 40, 2, stem="rocket", **TINY)
     fresh.load_state_dict(primed.state_dict())
+    assert fresh.patch.primed
     fresh.eval(), primed.eval()
     x = 5 * torch.randn(4, 1, 40).cumsum(-1)  # other data than the priming series
     torch.testing.assert_close(fresh(x), primed(x))
-    fresh.prime(x)
-    assert torch.equal(fresh.nets[0].patch.bias, primed.nets[0].patch.bias)
+    fresh.init_from_data(x)
+    assert torch.equal(fresh.patch.bias, primed.patch.bias)
     # An unprimed network takes its thresholds from its first input instead.
-    raw = PatchFormer(1, 40, 2, stem="rocket", **TINY).eval()
+    raw = PatchFormerNet(1, 40, 2, stem="rocket", **TINY).eval()
     raw(x)
-    assert bool(raw.nets[0].patch.ready) and raw.nets[0].patch._primed
+    assert bool(raw.patch.ready) and raw.patch.primed
 
 
 @pytest.mark.parametrize("length,patch_len,stride", [(80, 2, 1), (131, 4, 2), (577, 18, 9),
@@ -547,32 +509,3 @@ def test_rocket_patch_means_equal_average_pooling_bit_for_bit(length, patch_len,
     ppv = (torch.rand(3, 5, width, generator=torch.Generator().manual_seed(0)) > 0.4).float()
     torch.testing.assert_close(stem._patch_mean(ppv), F.avg_pool1d(ppv, patch_len, stride),
                                rtol=0, atol=0)
-
-
-def test_rocket_stem_bf16_precision_rounds_input_outputs_and_thresholds_on_any_device():
-    # What CUDA's bf16 autocast did to the stem, made explicit so a CPU computes the same
-    # features: the preset asks for it; a bare network (or a config saved before the option)
-    # keeps full precision.
-    import torch.nn.functional as F
-
-    from tsformer.patchformer import minirocket_kernels
-
-    assert PatchFormerNet(1, 100, 2, stem="rocket").patch.precision == "fp32"
-    assert create_model("patchformer", n_channels=1, n_timepoints=100, n_classes=2,
-                        stem="rocket").nets[0].patch.precision == "bf16"
-    x = torch.randn(6, 1, 100).cumsum(-1) / 10  # slow wiggles: rounding moves some ties
-    full = RocketTokens(1, 100, patch_len=4, stride=2, d_out=8)
-    half = RocketTokens(1, 100, patch_len=4, stride=2, d_out=8, precision="bf16")
-    full.fit_biases(x)
-    half.load_state_dict(full.state_dict())  # the same thresholds (fit in full precision)
-    k = minirocket_kernels()[:1, None]
-    r = lambda t: t.to(torch.bfloat16).float()  # noqa: E731
-    h = r(F.conv1d(r(x), k, padding=4))
-    want = F.avg_pool1d((h > r(full.bias[0, 1])).float(), 4, 2)[:, 0]
-    got = half.features(x)
-    assert torch.equal(got[:, 1], want)
-    assert not torch.equal(got, full.features(x))  # a different function, not a no-op
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast adds no second rounding
-        assert torch.equal(half.features(x), got)
-    with pytest.raises(ConfigError, match="stem_precision must be one of fp32, bf16"):
-        PatchFormerNet(1, 100, 2, stem="conv", stem_precision="fp16")
