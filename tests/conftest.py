@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # one thread per process: the suite shares small machines
 
 
 @pytest.fixture(scope="session")

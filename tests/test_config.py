@@ -173,12 +173,7 @@ def test_bad_training_options_are_one_config_error_naming_the_option(name, value
     assert name in _one_line(e)
 
 
-@pytest.mark.parametrize("name, value", [
-    pytest.param(n, v, marks=pytest.mark.xfail(
-        strict=True, reason="src bug: Options.check_values skips check(), so a lone bad "
-        "device passes check_overrides and 'tsformer train --device tpu9' reads the data "
-        "before refusing it")) if n == "device" else (n, v)
-    for n, v in BAD_TRAIN])
+@pytest.mark.parametrize("name, value", BAD_TRAIN)
 def test_bad_training_options_are_refused_before_any_data(name, value):
     # what the CLI calls before it reads a dataset
     with pytest.raises(ConfigError) as e:

@@ -342,7 +342,7 @@ def test_benchmark_rejects_bad_overrides(capsys, tmp_path):
     assert main(["benchmark", "--datasets", "Chinatown", "--set", "model.instance_norm=abc",
                  "--quiet", "--no-minirocket", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "instance_norm must be bool" in err[0] and not out.exists()
+    assert len(err) == 1 and "instance_norm must be true or false" in err[0] and not out.exists()
 
 
 def test_cli_and_estimator_use_the_data_scaled_defaults():

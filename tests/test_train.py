@@ -37,9 +37,9 @@ def test_seed_defaults_are_the_keras_ones():
     assert (cfg.validation_split, cfg.patience, cfg.restore_best) == (0.2, 10, True)
     with pytest.raises(ConfigError, match="unknown training option 'learning_rate'"):
         TrainConfig.from_dict({"learning_rate": 1})
-    with pytest.raises(ConfigError, match="mixup must be float, not 'abc'"):
+    with pytest.raises(ConfigError, match="mixup must be a finite number, not 'abc'"):
         TrainConfig.from_dict({"mixup": "abc"})
-    with pytest.raises(ConfigError, match="epochs must be int"):
+    with pytest.raises(ConfigError, match="epochs must be a whole number"):
         TrainConfig(epochs=True)
     assert TrainConfig(patience=None, grad_clip=None, seed=None, lr=1).lr == 1  # None allowed
     numpy_numbers = TrainConfig(epochs=np.int64(3), lr=np.float32(0.1))  # numpy numbers too
@@ -190,7 +190,7 @@ def test_amp_bf16_autocasts_on_the_cpu_too_and_bad_modes_are_refused():
     assert 0 < float((full - half).abs().max()) < 0.05  # bf16 rounding, not another function
     h = fit(model, X, np.arange(8) % 2, TrainConfig(epochs=1, amp="bf16", verbose=0))
     assert np.isfinite(h.rows[0]["loss"])
-    with pytest.raises(ConfigError, match="amp must be 'auto' \\| 'bf16' \\| 'off'"):
+    with pytest.raises(ConfigError, match="amp must be 'auto' or 'bf16' or 'off'"):
         TrainConfig(amp="fp16")
     with pytest.raises(ConfigError, match="amp must be one of auto, bf16, off"):
         predict_logits(model, X, amp="half")

@@ -146,7 +146,7 @@ class RunConfig:
             preset=d["preset"], arch=d["arch"], model=arch.options.from_dict(d["model"]),
             train=TrainConfig.from_dict(d["train"]), n_channels=shape.get("n_channels"),
             n_timepoints=shape.get("n_timepoints"), classes=d["classes"],
-            members=d.get("members", 1), data=d.get("data") or {},
+            members=d.get("members", 1), data=d.get("data", {}),
         )
 
 
