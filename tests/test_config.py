@@ -23,17 +23,6 @@ from tsformer.pipeline import resolve, train
 from tsformer.registry import PRESETS, DataShape
 from tsformer.training import TrainConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: these models are small, and on a shared 2-core machine extra threads
-    mostly wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --------------------------------------------------------------------------- RunConfig
 
 

@@ -17,16 +17,6 @@ from tsformer.pipeline import resolve
 from tsformer.registry import DataShape, get_preset
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: these models are small, and on a shared 2-core machine extra threads
-    mostly wait on each other (conftest asks for two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _saved(tmp_path, name="m", **over):
     cfg = resolve("seed", DataShape(1, 40, 3), {"model": over}, classes=["a", "b", "c"],
                   data={"name": "toy"})

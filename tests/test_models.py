@@ -11,16 +11,6 @@ from tsformer.models.seed import KerasMultiHeadAttention, SeedTransformer
 from tsformer.registry import DataShape, get_preset
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: these models are small, and on a shared 2-core machine extra threads
-    mostly wait on each other (conftest asks for two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("variant", ["prenorm", "postnorm"])
 def test_seed_has_93130_parameters_on_forda(variant):
     m = create_model("seed", n_channels=1, n_timepoints=500, n_classes=2, variant=variant)

@@ -26,16 +26,6 @@ from tsformer.registry import DataShape, get_preset
 from tsformer.training import TrainConfig, fit
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: these models are small, and on a shared 2-core machine extra threads
-    mostly wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("c,t", [(1, 20), (1, 500), (3, 20), (6, 2000)])
 def test_forward_shapes_any_length_and_channels(c, t):
     m = create_model("patchformer", n_channels=c, n_timepoints=t, n_classes=5).eval()

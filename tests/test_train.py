@@ -13,16 +13,6 @@ from tsformer.training import AUGMENTATIONS, TrainConfig, fit, keras_validation_
 from tsformer.training.loop import _loss, lr_factor
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: these models are small, and on a shared 2-core machine extra threads
-    mostly wait on each other (conftest asks for two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_keras_validation_split_matches_the_seed():
     cut = keras_validation_split(3601, 0.2)
     assert (cut, 3601 - cut) == (2880, 721)  # 45 steps of 64 an epoch

@@ -61,7 +61,8 @@ def read_delimited_text(
     return _read_delimited(_text_source(text, name), delimiter, labels, length)
 
 
-def _is_number(cell: str) -> bool:
+def is_number(cell: str) -> bool:
+    """Whether a text cell reads as a number (a header row has none)."""
     try:
         float(cell)
     except ValueError:
@@ -142,7 +143,7 @@ def _read_delimited(
             f"{src.name} line {first_no} has a single {_delim_name(delim)}-separated column; "
             "each row is a label then the values (pass labels=False if there are no labels)"
         )
-    header = all(not _is_number(c) for c in value_cells if c.strip())
+    header = all(not is_number(c) for c in value_cells if c.strip())
     skip = first_no if header else first_no - 1
     ncols = len(cells)
     opts: dict[str, Any] = {"delimiter": delim, "skiprows": skip, "encoding": "utf-8"}
@@ -239,7 +240,7 @@ def _raise_parse_error(src: _Source, delim: str, skip: int, ncols: int, first_va
                         f"{src.name} line {lineno}, column {col + 1} is empty; "
                         "fill in the value or remove the stray delimiter"
                     )
-                if not _is_number(cell):
+                if not is_number(cell):
                     raise DataError(
                         f"{src.name} line {lineno}, column {col + 1}: non-numeric value "
                         f"{cell[:40]!r}; series values must be numbers"
@@ -264,7 +265,7 @@ def _peek_delimited_file(delim: str) -> Callable[[Path], Shape]:
         with open(path, "rb") as f:
             first = f.readline()
             cells = _split_row(first.decode("utf-8", "replace").rstrip("\r\n"), delim)
-            header = all(not _is_number(c) for c in cells[1:] if c.strip())
+            header = all(not is_number(c) for c in cells[1:] if c.strip())
             n = _count_lines(f) + (0 if header else 1)
             return n, 1, len(cells) - 1
 

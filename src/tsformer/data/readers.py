@@ -25,9 +25,9 @@ from .delimited import (
     XY,
     Shape,
     _count_lines,
-    _is_number,
     _peek_delimited_file,
     _read_delimited_file,
+    is_number,
 )
 from .labels import _labels_from_text, _normalize_labels
 from .resampling import _check_length, _resampled
@@ -289,7 +289,7 @@ def _raise_ts_cell_error(path: Path, series: list[list[str]]):
     for i, fields in enumerate(series):
         for ch, text in enumerate(fields):
             for t, cell in enumerate(text.split(",")):
-                if not _is_number(cell):
+                if not is_number(cell):
                     raise DataError(
                         f"{path.name} series {i + 1}, channel {ch + 1}, value {t + 1}: "
                         f"non-numeric value {cell.strip()[:40]!r}; series values must be numbers"

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..data import ResampledWarning, read_delimited_text
+from ..data.delimited import is_number
 from ..errors import DataError
 
 
@@ -165,14 +166,6 @@ def parse_json_body(body: bytes, n_ch: int, n_t: int, max_instances: int) -> np.
     return parse_instances(doc["instances"], n_ch, n_t, max_instances)
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def _where(message: str) -> str | None:
     """``line N, column M`` (or ``line N``) named in a reader's message, for ``field``."""
     m = re.search(r"line (\d+)(?:, column (\d+))?", message)
@@ -203,7 +196,7 @@ def parse_csv_text(text: str, n_ch: int, n_t: int, max_instances: int) -> np.nda
     def cells_of(line: str) -> list[str]:
         return [c.strip() for c in line.split(delim)]
 
-    rows = lines[1:] if all(not _is_number(c) for c in cells_of(first) if c) else lines
+    rows = lines[1:] if all(not is_number(c) for c in cells_of(first) if c) else lines
     if not rows:
         raise RequestError(422, "the CSV has a header line but no series")
     if len(rows) > max_instances:
