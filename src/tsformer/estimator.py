@@ -1,14 +1,13 @@
-"""A scikit-learn classifier around the presets, and model directories it shares with the CLI.
+"""``TransformerClassifier``: the scikit-learn shell over :mod:`tsformer.pipeline`.
 
-``TransformerClassifier`` follows the scikit-learn estimator contract so it drops into
-``Pipeline``, ``cross_val_score`` and ``GridSearchCV`` with no glue.  scikit-learn forbids
-``**kwargs`` in ``__init__`` (``get_params``/``clone`` must see every parameter), so the
-common training options are explicit parameters and any other preset option goes through the
-two dicts ``model_params`` and ``train_params``.
+It follows the scikit-learn estimator contract (``__init__`` only stores, ``fit`` learns the
+``*_`` attributes, inputs are validated at the boundary) so it drops into ``Pipeline``,
+``cross_val_score`` and ``GridSearchCV`` with no glue.  scikit-learn forbids ``**kwargs`` in
+``__init__``, so the common training options are explicit parameters and any other preset
+option goes through the two dicts ``model_params`` and ``train_params``.
 
-``save(dir)`` writes the CLI's run-directory format (``config.json``, ``model.safetensors``,
-``README.md``) and :func:`load` reads both, so ``tsformer predict`` and the estimator read each
-other's models.  Loading never unpickles.
+``save(dir)`` writes the same run directory as ``tsformer train`` and :func:`load` reads
+both, so the CLI and the estimator read each other's models.  Loading never unpickles.
 """
 
 from __future__ import annotations
