@@ -52,9 +52,12 @@ def _native_build() -> dict:
     else:
         # -fopenmp: at::parallel_for's OpenMP region is compiled into the extension, and the
         # extension then shares torch's libgomp.so.1 (same soname, already loaded).
-        # -ffp-contract=fast: FMA in the AVX2/AVX-512 variants (ISO C++ mode turns it off).
-        cflags = ["-O3", "-fopenmp", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math",
-                  "-fno-strict-aliasing"]
+        # -ffp-contract=fast: FMA in the AVX2/AVX-512 variants (ISO C++ mode turns it off);
+        # -fno-trapping-math: lets the AVX2 loops vectorise; -g0: Python's own CFLAGS may say
+        # -g, and libtorch's headers' debug info makes a 5.8 MB module (0.3 MB) and a 28 s
+        # compile (19 s).
+        cflags = ["-O3", "-fopenmp", "-ffp-contract=fast", "-fno-math-errno",
+                  "-fno-trapping-math", "-fno-strict-aliasing", "-g0"]
         lflags = ["-fopenmp"]
 
     class OptionalBuildExtension(BuildExtension):
