@@ -77,7 +77,7 @@ def test_failed_write_leaves_nothing(tmp_path):
     def boom(p):
         raise OSError("disk full")
 
-    with pytest.raises(OSError):
+    with pytest.raises(ModelDirError, match="cannot write .*disk full.*nothing was left"):
         write_dir_atomic(tmp_path / "run", {"a.txt": "x", "b.bin": boom})
     assert list(tmp_path.iterdir()) == []
 

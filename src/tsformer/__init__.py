@@ -1,21 +1,29 @@
-"""tsformer: transformer classifiers for time series on PyTorch."""
+"""tsformer: transformer classifiers for time series on PyTorch.
+
+The names below load on first use (PEP 562), so ``import tsformer`` and the ``tsformer``
+command start without importing torch until something needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from ._version import __version__
-from .errors import ConfigError, DataError, ModelDirError, TsformerError  # noqa: E402
-from .pipeline import RunConfig, create_model, resolve  # noqa: E402
-from .registry import register_model, register_preset  # noqa: E402
+from .errors import ConfigError, DataError, ModelDirError, TrainingError, TsformerError
 
-__all__ = [
-    "ConfigError", "DataError", "ModelDirError", "RunConfig", "TransformerClassifier",
-    "TsformerError", "__version__", "create_model", "load", "register_model", "register_preset",
-    "resolve",
-]
+#: Public name -> the module that defines it.
+_LAZY = {
+    "TransformerClassifier": "estimator", "load": "estimator",
+    "RunConfig": "config", "resolve": "config", "create_model": "pipeline",
+    "register_model": "registry", "register_preset": "registry",
+}
+
+__all__ = ["ConfigError", "DataError", "ModelDirError", "TrainingError", "TsformerError",
+           "__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> object:
-    """``TransformerClassifier`` and ``load`` import scikit-learn, so only on first use."""
-    if name in ("TransformerClassifier", "load"):
-        from . import estimator
-
-        return getattr(estimator, name)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'tsformer' has no attribute {name!r}")

@@ -26,7 +26,9 @@ FORMAT = "tsformer"
 FORMAT_VERSION = 2
 #: Upper bounds on what a config may ask to build, so a corrupt or hostile file fails on
 #: reading, not in a huge allocation.
-MAX_CHANNELS, MAX_TIMEPOINTS, MAX_CLASSES, MAX_MEMBERS = 100_000, 10_000_000, 100_000, 64
+MAX_CHANNELS, MAX_TIMEPOINTS, MAX_CLASSES, MAX_MEMBERS = 10_000, 1_000_000, 100_000, 64
+#: Values in one series (channels x points): 40 MB of float32.
+MAX_SERIES_VALUES = 10_000_000
 #: Keys that a config file holds besides the ones :class:`RunConfig` reads (written for
 #: people and tools: they never change what is built).
 INFORMATIONAL_KEYS = ("format", "format_version", "tsformer_version", "n_parameters")
@@ -78,6 +80,10 @@ class RunConfig:
         _int_in("input n_channels", self.n_channels, 1, MAX_CHANNELS)
         _int_in("input n_timepoints", self.n_timepoints, 1, MAX_TIMEPOINTS)
         _int_in("members", self.members, 1, MAX_MEMBERS)
+        if self.n_channels * self.n_timepoints > MAX_SERIES_VALUES:
+            raise ConfigError(f"a series of {self.n_channels:,} channels x "
+                              f"{self.n_timepoints:,} points is over the limit of "
+                              f"{MAX_SERIES_VALUES:,} values per series")
         self.classes = _check_classes(self.classes)
         if not isinstance(self.data, dict):
             raise ConfigError("data must be an object (name, source)")

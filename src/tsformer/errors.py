@@ -15,3 +15,7 @@ class ModelDirError(TsformerError, ValueError):
 
 class ConfigError(TsformerError, ValueError):
     """An unknown preset, variant or hyperparameter."""
+
+
+class TrainingError(TsformerError, RuntimeError):
+    """Training that cannot give a usable model (e.g. the loss diverged to NaN/inf)."""

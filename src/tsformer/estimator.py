@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,11 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
     def _overrides(self) -> dict[str, Any]:
         """``model_params``, ``train_params`` and the explicit parameters as pipeline
         overrides (explicit parameters win over ``train_params``)."""
+        for name in ("model_params", "train_params"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"{name} must be an object (a dict of option: value) or "
+                                  f"None, not {value!r}")
         extra = dict(self.train_params or {})
         clash = sorted(k for k in extra if k in _OWN_TRAIN_OPTIONS)
         if clash:
@@ -279,12 +285,13 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         return Xa
 
     def _logits(self, X: Any) -> torch.Tensor:
-        from .inference import predict_logits
+        from .inference import predict_logits, refuse_non_finite
 
         Xa = self._check_input(X)
         # in the precision it trained and validated in
-        return predict_logits(self.model_, Xa, batch_size=int(self.predict_batch_size),
-                              amp=self.config_.train.amp)
+        return refuse_non_finite(predict_logits(self.model_, Xa,
+                                                batch_size=int(self.predict_batch_size),
+                                                amp=self.config_.train.amp), Xa)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, ``(n_cases, n_classes)`` in the order of ``classes_``."""

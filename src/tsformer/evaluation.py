@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inference import predict_logits
+from .inference import predict_logits, refuse_non_finite
 
 
 def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray, classes: list[Any], *,
@@ -18,7 +18,7 @@ def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray, classes: list[Any],
     ``amp``: the precision of the forward pass (:func:`tsformer.device.autocast`)."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
-    logits = predict_logits(model, X, batch_size=batch_size, amp=amp)
+    logits = refuse_non_finite(predict_logits(model, X, batch_size=batch_size, amp=amp), X)
     y_t = torch.as_tensor(np.asarray(y, dtype=np.int64))
     pred = logits.argmax(1).numpy()
     labels = list(range(len(classes)))

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from .device import autocast
+from .errors import DataError
 
 
 @torch.no_grad()
@@ -31,3 +32,17 @@ def predict_logits(
     if not out:
         return torch.empty(0)
     return torch.cat(out)
+
+
+def refuse_non_finite(logits: Tensor, X: np.ndarray | Tensor) -> Tensor:
+    """``logits`` if every value is finite; else one DataError naming the first series whose
+    outputs are NaN/inf (its values overflow the model), so no NaN reaches a user or a JSON
+    document."""
+    bad = ~torch.isfinite(logits).all(dim=1)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        peak = float(torch.as_tensor(X[i]).abs().max())
+        raise DataError(f"the model's outputs for series {i} are not finite: its values (up to "
+                        f"{peak:.3g} in magnitude) overflow the model; rescale the series "
+                        "(e.g. z-normalise each one)")
+    return logits

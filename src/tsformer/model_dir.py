@@ -37,30 +37,63 @@ FileContent = str | bytes | Callable[[Path], None]
 
 
 def check_writable_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Fail before any work if ``path`` may not become a model directory.  An empty
-    directory (e.g. a fresh temporary one) may always be filled."""
+    """Fail before any work if ``path`` may not become a model directory: an existing file,
+    a non-empty directory without ``overwrite``, or a place where nothing can be created
+    (below a file, in a read-only or pseudo file system).  An empty directory (e.g. a fresh
+    temporary one) may always be filled.  Nothing is left behind by the check."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ModelDirError(f"output path {p} is a file, not a directory")
     if p.is_dir() and any(p.iterdir()) and not overwrite:
         raise ModelDirError(f"output directory {p} already exists and is not empty; choose "
                             "another or allow overwriting (--overwrite, overwrite=True)")
-    parent = p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ModelDirError(f"cannot create {p}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ModelDirError(f"cannot create {p}: {parent} is not writable")
+    ancestor = p.parent if not p.is_dir() else p
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ModelDirError(f"cannot create {p}: {ancestor} is not a directory")
+    try:  # the one sure test of "can a directory be made here": make one, then remove it
+        probe = tempfile.mkdtemp(prefix=".tsformer-probe-", dir=ancestor)
+        os.rmdir(probe)
+    except OSError as e:
+        raise ModelDirError(f"cannot create {p}: {ancestor} is not writable "
+                            f"({e.strerror or e})") from None
     return p
+
+
+def _stale_temp_dirs(final: Path) -> list[Path]:
+    """Temporary siblings left by runs that died while saving (``.NAME.tmp-PID-*`` whose
+    process no longer exists)."""
+    stale = []
+    for q in final.parent.glob(f".{final.name}.*-*-*"):
+        kind, _, rest = q.name[len(final.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and not _alive(int(pid)):
+            stale.append(q)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by another user
+        return True
+    return True
 
 
 def write_dir_atomic(path: str | os.PathLike, files: dict[str, FileContent],
                      overwrite: bool = False) -> Path:
-    """Write ``files`` (name -> text, bytes, or a writer taking the target path) as one unit."""
+    """Write ``files`` (name -> text, bytes, or a writer taking the target path) as one unit.
+
+    Written into ``.NAME.tmp-PID-*`` beside the target and renamed into place; such
+    directories left by a process that died (SIGKILL, power loss) are removed here."""
     final = check_writable_target(path, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    for q in _stale_temp_dirs(final):
+        shutil.rmtree(q, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
     try:
         os.chmod(tmp, 0o755 & ~_umask())  # mkdtemp makes 0700: give it a directory's mode
         for name, content in files.items():
@@ -72,14 +105,18 @@ def write_dir_atomic(path: str | os.PathLike, files: dict[str, FileContent],
             else:
                 content(target)
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-{os.getpid()}-",
+                                        dir=final.parent))
             os.replace(final, old / final.name)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # e.g. the disk filled up while writing
+            raise ModelDirError(f"cannot write {final} ({e.strerror or e}); nothing was "
+                                "left behind") from None
         raise
     return final
 

@@ -135,7 +135,8 @@ def train(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
 def evaluate(model: nn.Module, cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
              batch_size: int = 256) -> dict[str, Any]:
     """Accuracy, loss, confusion matrix and per-class scores on codes ``y``, in the
-    precision the model trained in."""
+    precision the model trained in.  Outputs that are not finite are refused (one DataError
+    naming the series), so metrics are always valid JSON."""
     return _evaluate(model, X, y, cfg.classes, batch_size=batch_size, amp=cfg.train.amp)
 
 

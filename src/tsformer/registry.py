@@ -13,6 +13,7 @@ its errors, so any module can register into it without an import cycle (timm's p
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,14 @@ ARCHITECTURES: dict[str, Architecture] = {}
 PRESETS: dict[str, Preset] = {}
 
 
+def _builtin() -> None:
+    """The built-in architectures and presets register when :mod:`tsformer.models` is
+    imported; a caller of the registry alone gets them on first use.  (A leaf cannot import
+    the models statically: they import it.)"""
+    if "seed" not in PRESETS:
+        importlib.import_module("tsformer.models")
+
+
 def register_model(name: str, *, options: type) -> Callable[[type], type]:
     """Class decorator: ``@register_model("seed_transformer", options=SeedOptions)``."""
 
@@ -93,6 +102,7 @@ def register_preset(name: str, *, arch: str, model: Mapping[str, Any] | None = N
                     train: Mapping[str, Any] | None = None, members: int = 1,
                     description: str = "", scale: ValuesRule | None = None) -> Preset:
     """Add (or replace) a preset.  Its options are checked when it is first resolved."""
+    _builtin()
     if arch not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     ARCHITECTURES[arch].options.check_names(model or {})
@@ -103,12 +113,14 @@ def register_preset(name: str, *, arch: str, model: Mapping[str, Any] | None = N
 
 
 def get_preset(name: str) -> Preset:
+    _builtin()
     if not isinstance(name, str) or name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
 def get_architecture(name: str) -> Architecture:
+    _builtin()
     if not isinstance(name, str) or name not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name]

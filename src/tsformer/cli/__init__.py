@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -46,9 +48,17 @@ def _notes_as_lines(show: Any) -> Any:
     return note
 
 
+def _terminate(_signum: int, _frame: Any) -> None:
+    """SIGTERM (timeout, job schedulers, docker stop) stops a command as Ctrl-C does: a
+    training run keeps its best model so far."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        args = build_parser().parse_args(argv)
         with warnings.catch_warnings():  # restores the filters and showwarning after
             from ..data import ResampledWarning
 
@@ -63,3 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +21,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _emit(stream: str, msg: str) -> None:
+    """Print to ``sys.<stream>``; when the reader has gone (``tsformer train | head``), keep
+    working silently rather than lose the run to a BrokenPipeError."""
+    try:
+        print(msg, file=getattr(sys, stream), flush=True)
+    except BrokenPipeError:
+        setattr(sys, stream, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+
+
 def info(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress or note line, on stderr."""
+    _emit("stderr", msg)
+
+
+def say(msg: str) -> None:
+    """A result line, on stdout."""
+    _emit("stdout", msg)
 
 
 def _parse_value(text: str) -> Any:

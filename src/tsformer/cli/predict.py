@@ -6,9 +6,11 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
+from ..errors import DataError
 from .common import positive_int
 
 
@@ -29,18 +31,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _check_output(path: str) -> Path:
+    """Refuse an output the result cannot be written to before any work is done."""
+    out = Path(path)
+    if out.is_dir():
+        raise DataError(f"--output {out} is a directory; give a file name")
+    parent = out.parent
+    if not parent.is_dir():
+        raise DataError(f"--output {out}: the directory {parent} does not exist; create it "
+                        "first")
+    if not os.access(parent, os.W_OK):
+        raise DataError(f"--output {out}: {parent} is not writable")
+    return out
+
+
+def _write(out: Path, text: str) -> None:
+    """Atomically: a temporary sibling renamed into place, removed if the write fails."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write {out} ({e.strerror or e})") from None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ..inference import predict_logits
+    from ..inference import predict_logits, refuse_non_finite
     from ..pipeline import load
     from .reading import read_for_model
 
+    out = _check_output(args.output) if args.output else None
     model, cfg = load(args.run_dir, device="cpu")
     X, _ = read_for_model(args.file, cfg.n_channels, cfg.n_timepoints, cfg.classes,
                           labels=args.labels)
-    proba = torch.softmax(predict_logits(model, X, batch_size=args.batch_size,
-                                         amp=cfg.train.amp), 1).numpy()
+    logits = refuse_non_finite(predict_logits(model, X, batch_size=args.batch_size,
+                                              amp=cfg.train.amp), X)
+    proba = torch.softmax(logits.double(), 1).numpy()
     classes = cfg.classes
     labels = [classes[i] for i in proba.argmax(1)]
     if args.format == "json":
@@ -55,10 +84,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for i, (lab, row) in enumerate(zip(labels, proba, strict=True)):
             w.writerow([i, lab] + [f"{p:.6f}" for p in row])
         text = buf.getvalue()
-    if args.output:
-        tmp = Path(args.output).with_name(f".{Path(args.output).name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(args.output)
+    if out is not None:
+        _write(out, text)
     else:
         sys.stdout.write(text)
     return 0

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, TrainingError
 from .common import (
     add_set_option,
     info,
@@ -18,6 +18,7 @@ from .common import (
     merge_overrides,
     parse_overrides,
     positive_int,
+    say,
 )
 
 #: Epochs the CLI trains by default: a run a new user can watch finish on a laptop CPU.
@@ -163,15 +164,17 @@ def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     result = train(cfg, X, d["codes"], log=info)
     if not is_main():
         return 0  # rank 0 holds the same weights; it alone evaluates and writes the run
+    if result.interrupted and not any(h.rows for h in result.histories):
+        raise TrainingError("interrupted before the first epoch ended; no model was saved")
     result.model.cpu()
     test = None
     if d["X_test"] is not None:
         test = evaluate(result.model, result.config, d["X_test"], d["test_codes"])
-        print(f"test accuracy: {test['accuracy']:.4f}")
+        say(f"test accuracy: {test['accuracy']:.4f}")
         info(format_metrics(test, result.config.classes))
     test_data = (d["X_test"], d["y_test"]) if d["X_test"] is not None else None
     save_run(plan["out"], result, test_metrics=test, test_data=test_data,
              overwrite=args.overwrite)
     status = " (interrupted: best model so far)" if result.interrupted else ""
-    print(f"run directory: {plan['out']}{status}")
+    say(f"run directory: {plan['out']}{status}")
     return 130 if result.interrupted else 0

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..device import autocast, resolve_device
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 from ..inference import predict_logits
 from ..models import DataDependentInit
 from . import distributed as dist_
@@ -111,6 +111,21 @@ def _loss(logits: Tensor, y: Tensor, cfg: TrainConfig, lam: float = 1.0,
                                label_smoothing=cfg.label_smoothing)
 
     return ce(y) if pair is None else lam * ce(y) + (1 - lam) * ce(y[pair])
+
+
+def _check_finite(model: nn.Module, row: dict[str, float], epoch: int, cfg: TrainConfig,
+                  X: np.ndarray) -> None:
+    """Stop a run whose loss or weights became NaN/inf: such a model predicts nothing, so it
+    must never be kept or saved as if training had worked."""
+    bad = [k for k in ("loss", "val_loss") if k in row and not math.isfinite(row[k])]
+    if not bad and all(torch.isfinite(p).all() for p in model.parameters()):
+        return
+    what = f"the {bad[0].replace('_', ' ')} is {row[bad[0]]}" if bad else "weights are NaN/inf"
+    peak = float(np.abs(X).max()) if X.size else 0.0
+    hint = (f"scale the data (its largest value is {peak:.3g})" if peak > 1e6 else
+            f"lower the learning rate (lr={cfg.lr:g}) or clip gradients (train.grad_clip)")
+    raise TrainingError(f"training diverged in epoch {epoch}: {what}; {hint}. No model was "
+                        "kept")
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -296,6 +311,7 @@ def fit(
             if Xvt is not None:
                 row["val_loss"], row["val_accuracy"] = _evaluate_tensors(
                     model, Xvt, yvt, max(256, cfg.batch_size), cfg.amp)
+            _check_finite(model, row, epoch, cfg, X)
             history.rows.append(row)
             if cfg.verbose >= 1:
                 msg = " - ".join(f"{k} {v:.4f}" for k, v in row.items()
