@@ -218,8 +218,9 @@ def native_available() -> bool:
 
     It is built when tsformer is installed (``scripts/setup.sh``: ``pip install
     --no-build-isolation`` with torch present and a C++ compiler); ``TSFORMER_NATIVE=0``
-    disables it.  Without it everything works through the PyTorch paths ("chunked" is the
-    fallback, several times slower); :func:`native_status` says why it is missing.
+    disables it.  Without it everything works through the PyTorch paths (the seed's training
+    step with attention dropout is ~15x slower on "chunked"); :func:`native_status` says why
+    it is missing.
     """
     return _native() is not None
 
