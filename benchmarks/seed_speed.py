@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tsformer import attention as A
+from tsformer import create_model
+from tsformer.models import keras_attention as A
 
 T, C, H, D, BLOCKS = 500, 1, 4, 256, 4
 P_DROP = 0.25
@@ -73,41 +74,9 @@ def _set_attention_dropout(model: nn.Module, p: float) -> None:
 
 
 def _build_model(path: str) -> nn.Module:
-    try:
-        from tsformer.models import create_model
-    except ImportError:
-        return _StandIn(path)
-    return create_model(
-        "seed", n_channels=C, n_timepoints=T, n_classes=2, variant="prenorm", attention=path
-    )
-
-
-class _StandIn(nn.Module):
-    """Used only if ``tsformer.models`` is missing: 4 pre-norm blocks of the seed + its head."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self.fn = A.mha_fast if path == "fast" else A.mha_direct
-        self.dropout = P_DROP
-        self.attn = nn.ParameterList(
-            [nn.Parameter(torch.randn(*s) * 0.05) for _ in range(BLOCKS) for s in
-             ((C, H, D), (H, D), (C, H, D), (H, D), (C, H, D), (H, D), (H, D, C), (C,))]
-        )
-        self.norms = nn.ModuleList(nn.LayerNorm(C, eps=1e-6) for _ in range(2 * BLOCKS))
-        self.ff = nn.ModuleList(
-            nn.Sequential(nn.Linear(C, 4), nn.ReLU(), nn.Dropout(P_DROP), nn.Linear(4, C))
-            for _ in range(BLOCKS)
-        )
-        self.head = nn.Sequential(nn.Linear(T, 128), nn.ReLU(), nn.Dropout(0.4), nn.Linear(128, 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.transpose(1, 2)
-        for i in range(BLOCKS):
-            ps = list(self.attn[8 * i: 8 * i + 8])
-            y = self.fn(self.norms[2 * i](x), *ps, dropout_p=self.dropout if self.training else 0)
-            res = F.dropout(y, P_DROP, self.training) + x
-            x = self.ff[i](self.norms[2 * i + 1](res)) + res
-        return self.head(x.mean(-1))
+    """The seed preset at FordA's shape with one attention path (the same function)."""
+    return create_model("seed", n_channels=C, n_timepoints=T, n_classes=2, variant="prenorm",
+                        attention=path)
 
 
 def time_training(
@@ -116,10 +85,7 @@ def time_training(
     """Median (wall, CPU) seconds of a training step (forward, backward, Adam) of the seed."""
     torch.manual_seed(0)
     model = _build_model(path)
-    if isinstance(model, _StandIn):
-        model.dropout = attn_dropout
-    else:
-        _set_attention_dropout(model, attn_dropout)
+    _set_attention_dropout(model, attn_dropout)
     model.to(DEVICE).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7)
     x = torch.randn(batch, C, T, device=DEVICE)

@@ -77,14 +77,21 @@ def presets_reference() -> str:
              "by a rule that uses only sizes (never a dataset's name). What a run finally "
              "uses is printed by `tsformer summary --preset P --dataset D` and saved in its "
              "config.json (docs/model-format.md). Override any option with "
-             "`--set model.NAME=VALUE`, `--set train.NAME=VALUE` or `--set members=N` on the "
-             "command line, `model_params`/`train_params`/`members` in the estimator, or "
-             "`{\"model\": ..., \"train\": ..., \"members\": N}` in `tsformer.resolve`.", ""]
+             "`--set model.NAME=VALUE`, `--set train.NAME=VALUE`, `--set members=N` or "
+             "`--set normalize=zscore` on the command line, `model_params`/`train_params`/"
+             "`members`/`normalize` in the estimator, or `{\"model\": ..., \"train\": ..., "
+             "\"members\": N, \"normalize\": ...}` in `tsformer.resolve`.", "",
+             "Two options sit beside the model and training options and apply to every "
+             "preset: `members`, the number of networks in a deep ensemble (each trained "
+             "as an independent run under its own seed, their probabilities averaged), and "
+             "`normalize`, `none` or `zscore` (each series and channel to zero mean and unit "
+             "variance inside the model, so prediction applies it too). Training warns when "
+             "the data are far from z-normalised and the model does not normalise them.", ""]
     for name, preset in sorted(PRESETS.items(), key=lambda kv: kv[0] != "seed"):
         arch = get_architecture(preset.arch)
         lines += [f"## `{name}`", "", preset.description, "",
                   f"Architecture `{preset.arch}` (`{arch.cls.__module__}.{arch.cls.__name__}`); "
-                  f"ensemble members: {preset.members}.", ""]
+                  f"ensemble members: {preset.members}; normalize: `{preset.normalize}`.", ""]
         if preset.scale is not None:
             module = importlib.import_module(preset.scale.__module__)
             doc = re.sub(r":data:`(\w+)`",

@@ -287,8 +287,8 @@ def test_cli_run_and_estimator_save_write_the_same_layout(tmp_path, small_tsv):
 
     cli_cfg, est_cfg = _config(cli_dir), _config(est_dir)
     assert set(cli_cfg) == set(est_cfg) == {
-        "format", "format_version", "tsformer_version", "preset", "arch", "members", "model",
-        "train", "input", "classes", "data", "n_parameters"}
+        "format", "format_version", "tsformer_version", "preset", "arch", "members",
+        "normalize", "model", "train", "input", "classes", "data", "n_parameters"}
     assert est_cfg["model"] == cli_cfg["model"]
     assert est_cfg["train"] == cli_cfg["train"]
     assert est_cfg == cli_cfg  # preset, members, input, classes, data, counts: all the same

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from .errors import ConfigError
-from .models import Ensemble, build_network
+from .models import Ensemble, ZNormalized, build_network
 from .options import Options
 from .registry import DataShape, get_architecture, get_preset
 from .training.config import TrainConfig
@@ -41,6 +41,17 @@ def _int_in(where: str, value: Any, low: int, high: int) -> int:
         raise ConfigError(f"{where} must be a whole number in [{low:,}, {high:,}], "
                           f"not {value!r}")
     return value
+
+
+#: Overrides beside the model and training options: ensemble members and normalisation.
+TOP_LEVEL = ("members", "normalize")
+NORMALIZATIONS = ("none", "zscore")
+
+
+def _check_normalize(value: Any) -> None:
+    if value not in NORMALIZATIONS:
+        raise ConfigError(f"normalize must be 'none' or 'zscore' (each series and channel to "
+                          f"zero mean and unit variance, inside the model), not {value!r}")
 
 
 def _check_classes(classes: Any) -> list[Any]:
@@ -70,6 +81,7 @@ class RunConfig:
     n_timepoints: int
     classes: list[Any]
     members: int = 1
+    normalize: str = "none"
     data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,6 +92,7 @@ class RunConfig:
         _int_in("input n_channels", self.n_channels, 1, MAX_CHANNELS)
         _int_in("input n_timepoints", self.n_timepoints, 1, MAX_TIMEPOINTS)
         _int_in("members", self.members, 1, MAX_MEMBERS)
+        _check_normalize(self.normalize)
         if self.n_channels * self.n_timepoints > MAX_SERIES_VALUES:
             raise ConfigError(f"a series of {self.n_channels:,} channels x "
                               f"{self.n_timepoints:,} points is over the limit of "
@@ -93,9 +106,12 @@ class RunConfig:
         return len(self.classes)
 
     def build_network(self) -> nn.Module:
-        """One untrained network (one ensemble member) of this configuration."""
-        return build_network(self.arch, self.model, self.n_channels, self.n_timepoints,
-                             self.n_classes)
+        """One untrained network (one ensemble member) of this configuration, behind the
+        per-series normalisation when ``normalize`` asks for it (so it is saved with the
+        weights and applied at prediction time)."""
+        net = build_network(self.arch, self.model, self.n_channels, self.n_timepoints,
+                            self.n_classes)
+        return ZNormalized(net) if self.normalize == "zscore" else net
 
     def build(self) -> nn.Module:
         """The untrained model: one network, or an :class:`Ensemble` of ``members``."""
@@ -113,6 +129,7 @@ class RunConfig:
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "tsformer_version": __version__,
             "preset": self.preset, "arch": self.arch, "members": self.members,
+            "normalize": self.normalize,
             "model": self.model.to_dict(), "train": self.train.to_dict(),
             "input": {"n_channels": self.n_channels, "n_timepoints": self.n_timepoints,
                       "layout": "(n_cases, n_channels, n_timepoints)"},
@@ -134,7 +151,8 @@ class RunConfig:
                                   "upgrade tsformer")
             raise ConfigError(f"format_version {version!r} is not supported (this tsformer "
                               f"reads {FORMAT_VERSION}); retrain the model with this version")
-        known = {"preset", "arch", "members", "model", "train", "input", "classes", "data",
+        known = {"preset", "arch", "members", "normalize", "model", "train", "input", "classes",
+                 "data",
                  *INFORMATIONAL_KEYS}
         unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
@@ -152,32 +170,35 @@ class RunConfig:
             preset=d["preset"], arch=d["arch"], model=arch.options.from_dict(d["model"]),
             train=TrainConfig.from_dict(d["train"]), n_channels=shape.get("n_channels"),
             n_timepoints=shape.get("n_timepoints"), classes=d["classes"],
-            members=d.get("members", 1), data=d.get("data", {}),
+            members=d.get("members", 1), normalize=d.get("normalize", "none"),
+            data=d.get("data", {}),
         )
 
 
 def check_overrides(preset: str, overrides: Mapping[str, Any] | None) -> None:
     """Each override alone against its option's type and range, before any data is read:
-    ``{"model": {...}, "train": {...}, "members": M}``."""
+    ``{"model": {...}, "train": {...}, "members": M, "normalize": N}``."""
     p = get_preset(preset)
     over = _split_overrides(overrides)
     get_architecture(p.arch).options.check_values(over["model"])
     TrainConfig.check_values(over["train"])
     if over["members"] is not None:
         _int_in("members", over["members"], 1, MAX_MEMBERS)
+    if over["normalize"] is not None:
+        _check_normalize(over["normalize"])
 
 
 def _split_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     over = dict(overrides or {})
-    unknown = sorted(set(over) - {"model", "train", "members"})
+    unknown = sorted(set(over) - {"model", "train", *TOP_LEVEL})
     if unknown:
-        raise ConfigError(f"unknown override group(s) {', '.join(unknown)}; use model, train "
-                          "or members")
+        raise ConfigError(f"unknown override group(s) {', '.join(unknown)}; use model, train, "
+                          f"{' or '.join(TOP_LEVEL)}")
     for key in ("model", "train"):
         if not isinstance(over.get(key) or {}, Mapping):
             raise ConfigError(f"{key} overrides must be an object of name: value")
     return {"model": dict(over.get("model") or {}), "train": dict(over.get("train") or {}),
-            "members": over.get("members")}
+            **{k: over.get(k) for k in TOP_LEVEL}}
 
 
 def resolve(preset: str, shape: DataShape, overrides: Mapping[str, Any] | None = None, *,
@@ -185,8 +206,9 @@ def resolve(preset: str, shape: DataShape, overrides: Mapping[str, Any] | None =
             ) -> RunConfig:
     """Preset defaults < the preset's data-scaled values < ``overrides``, validated.
 
-    ``overrides``: ``{"model": {...}, "train": {...}, "members": M}``.  ``classes`` default to
-    ``0..n_classes-1`` (a model built without labels, e.g. for ``summary``)."""
+    ``overrides``: ``{"model": {...}, "train": {...}, "members": M, "normalize": N}``.
+    ``classes`` default to ``0..n_classes-1`` (a model built without labels, e.g. for
+    ``summary``)."""
     p = get_preset(preset)
     arch = get_architecture(p.arch)
     over = _split_overrides(overrides)
@@ -195,8 +217,9 @@ def resolve(preset: str, shape: DataShape, overrides: Mapping[str, Any] | None =
     model = model.resolved(shape.n_channels, shape.n_timepoints)
     train = TrainConfig.from_dict({**values["train"], **over["train"]})
     members = over["members"] if over["members"] is not None else values["members"]
+    normalize = over["normalize"] if over["normalize"] is not None else values["normalize"]
     return RunConfig(preset=p.name, arch=p.arch, model=model, train=train,
                      n_channels=shape.n_channels, n_timepoints=shape.n_timepoints,
                      classes=list(classes) if classes is not None else
                      list(range(shape.n_classes)),
-                     members=members, data=dict(data or {}))
+                     members=members, normalize=normalize, data=dict(data or {}))

@@ -121,6 +121,10 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
     members : int, optional
         Networks in a deep ensemble, each trained independently; None keeps the preset's
         (``patchformer``: 3 below 500 training series, else 1).
+    normalize : "none", "zscore" or None
+        ``"zscore"``: each series and channel to zero mean and unit variance inside the model,
+        so predictions apply it too; None keeps the preset's (``"none"``: the seed is the
+        Keras example exactly; patchformer normalises inside its network).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     random_state : int, RandomState or None
@@ -167,6 +171,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         model_params: dict[str, Any] | None = None,
         train_params: dict[str, Any] | None = None,
         members: int | None = None,
+        normalize: str | None = None,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: str | bool | int = "auto",
@@ -181,6 +186,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         self.model_params = model_params
         self.train_params = train_params
         self.members = members
+        self.normalize = normalize
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -209,7 +215,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
                 extra[key] = value
         extra.update(device=self.device, verbose=_verbosity(self.verbose))
         return {"model": dict(self.model_params or {}), "train": extra,
-                "members": self.members}
+                "members": self.members, "normalize": self.normalize}
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -361,6 +367,7 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassif
     clf = TransformerClassifier(
         preset=cfg.preset, model_params=cfg.model.to_dict(),
         train_params={k: v for k, v in train.items() if k not in _OWN_TRAIN_OPTIONS},
-        members=cfg.members, device=device, random_state=train["seed"])
+        members=cfg.members, normalize=cfg.normalize, device=device,
+        random_state=train["seed"])
     clf._set_fitted(model, cfg, [_history_from_dir(p)])
     return clf

@@ -95,7 +95,8 @@ def write_dir_atomic(path: str | os.PathLike, files: dict[str, FileContent],
         shutil.rmtree(q, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
     try:
-        os.chmod(tmp, 0o755 & ~_umask())  # mkdtemp makes 0700: give it a directory's mode
+        mask = _umask()
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700: give it a directory's usual mode
         for name, content in files.items():
             target = tmp / name
             if isinstance(content, bytes):
@@ -104,6 +105,7 @@ def write_dir_atomic(path: str | os.PathLike, files: dict[str, FileContent],
                 target.write_text(content, encoding="utf-8")
             else:
                 content(target)
+            os.chmod(target, 0o666 & ~mask)  # safetensors writes 0600: a file's usual mode
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-{os.getpid()}-",
                                         dir=final.parent))

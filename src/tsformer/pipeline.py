@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +36,7 @@ from .model_dir import (
     model_card,
     save_model_dir,
 )
-from .models import Ensemble, count_parameters
+from .models import Ensemble, count_parameters, looks_unnormalized
 from .training import History, fit
 
 __all__ = ["DataShape", "RunConfig", "TrainResult", "check_overrides", "create_model",
@@ -99,6 +100,7 @@ def train(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
     (:func:`member_seed`) by the one training loop.  The caller's global random state is
     left as it was.  Ctrl-C (or SIGTERM, where the CLI maps it) keeps what was trained: the
     interrupted member's best weights, and no further members."""
+    _warn_if_unnormalized(cfg, X)
     seed = cfg.train.seed
     if seed is None:  # scikit-learn's meaning of None: a fresh draw, recorded in the config
         seed = int(np.random.randint(np.iinfo(np.int32).max))
@@ -130,6 +132,21 @@ def train(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
         cfg = replace(cfg, members=len(nets))
     model = nets[0] if len(nets) == 1 else Ensemble(nets)
     return TrainResult(model.eval(), cfg, histories)
+
+
+class NotNormalizedWarning(UserWarning):
+    """Training data far from z-normalised for a model that does not normalise its input."""
+
+
+def _warn_if_unnormalized(cfg: RunConfig, X: np.ndarray) -> None:
+    if cfg.normalize != "none" or cfg.model.to_dict().get("instance_norm"):
+        return
+    why = looks_unnormalized(np.asarray(X))
+    if why:
+        warnings.warn(f"the training series are not z-normalised ({why}); the {cfg.preset} "
+                      "model takes them as they are: consider normalize='zscore' (--set "
+                      "normalize=zscore), which the model then applies to every input",
+                      NotNormalizedWarning, stacklevel=3)
 
 
 def evaluate(model: nn.Module, cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,

@@ -60,14 +60,15 @@ class Preset:
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     members: int = 1
+    normalize: str = "none"
     description: str = ""
     scale: ValuesRule | None = None
 
     def values(self, shape: DataShape | None = None) -> dict[str, Any]:
-        """``{"model", "train", "members"}``: the static defaults, with the data-scaled
-        rule's values on top when the training-set size is known."""
+        """``{"model", "train", "members", "normalize"}``: the static defaults, with the
+        data-scaled rule's values on top when the training-set size is known."""
         out = {"model": copy.deepcopy(self.model), "train": copy.deepcopy(self.train),
-               "members": self.members}
+               "members": self.members, "normalize": self.normalize}
         if self.scale is not None and shape is not None and shape.n_train is not None:
             scaled = self.scale(shape)
             out["model"].update(scaled.get("model", {}))
@@ -100,14 +101,15 @@ def register_model(name: str, *, options: type) -> Callable[[type], type]:
 
 def register_preset(name: str, *, arch: str, model: Mapping[str, Any] | None = None,
                     train: Mapping[str, Any] | None = None, members: int = 1,
-                    description: str = "", scale: ValuesRule | None = None) -> Preset:
+                    normalize: str = "none", description: str = "",
+                    scale: ValuesRule | None = None) -> Preset:
     """Add (or replace) a preset.  Its options are checked when it is first resolved."""
     _builtin()
     if arch not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     ARCHITECTURES[arch].options.check_names(model or {})
-    preset = Preset(name, arch, dict(model or {}), dict(train or {}), members, description,
-                    scale)
+    preset = Preset(name, arch, dict(model or {}), dict(train or {}), members, normalize,
+                    description, scale)
     PRESETS[name] = preset
     return preset
 

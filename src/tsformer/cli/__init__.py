@@ -38,9 +38,10 @@ def _notes_as_lines(show: Any) -> Any:
     """A ``warnings.showwarning`` that prints the data layer's notes (e.g. unequal-length
     series resampled) as one line each, and leaves other warnings to ``show``."""
     from ..data import ResampledWarning
+    from ..pipeline import NotNormalizedWarning
 
     def note(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
-        if issubclass(category, ResampledWarning):
+        if issubclass(category, (ResampledWarning, NotNormalizedWarning)):
             info(f"tsformer: note: {message}")
         else:
             show(message, category, *rest, **kw)

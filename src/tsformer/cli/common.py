@@ -53,13 +53,13 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"model": {}, "train": {}}
     for item in items:
         key, sep, value = item.partition("=")
-        if sep and key == "members":
-            out["members"] = _parse_value(value)
+        if sep and key in ("members", "normalize"):
+            out[key] = _parse_value(value)
             continue
         group, dot, name = key.partition(".")
         if not sep or not dot or group not in ("model", "train") or not name:
-            raise ConfigError(f"--set wants model.NAME=VALUE, train.NAME=VALUE or members=N, "
-                              f"not {item!r}")
+            raise ConfigError(f"--set wants model.NAME=VALUE, train.NAME=VALUE, members=N or "
+                              f"normalize=none|zscore, not {item!r}")
         out[group][name] = _parse_value(value)
     return out
 
@@ -67,12 +67,13 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def add_set_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="GROUP.NAME=VALUE",
-                   help="override a preset option: model.NAME=VALUE, train.NAME=VALUE or "
-                   "members=N (repeatable; docs/presets.md lists them)")
+                   help="override a preset option: model.NAME=VALUE, train.NAME=VALUE, "
+                   "members=N or normalize=zscore (repeatable; docs/presets.md lists them)")
 
 
 #: Keys a config file may hold: a model directory's config.json or a 'tune' best.json.
-_CONFIG_FILE_KEYS = {"preset", "arch", "members", "model", "train", "input", "classes", "data",
+_CONFIG_FILE_KEYS = {"preset", "arch", "members", "normalize", "model", "train", "input",
+                     "classes", "data",
                      "format", "format_version", "tsformer_version", "n_parameters"}
 MAX_CONFIG_FILE_BYTES = 1 << 20
 
@@ -100,8 +101,9 @@ def load_config_file(path: str) -> dict[str, Any]:
     if unknown:
         raise DataError(f"config file {p} has unknown key(s) {', '.join(unknown)}")
     over = {"model": cfg.get("model") or {}, "train": cfg.get("train") or {}}
-    if "members" in cfg:
-        over["members"] = cfg["members"]
+    for key in ("members", "normalize"):
+        if key in cfg:
+            over[key] = cfg[key]
     return {"preset": cfg["preset"], "overrides": over}
 
 
@@ -111,8 +113,9 @@ def merge_overrides(*layers: dict[str, Any]) -> dict[str, Any]:
     for layer in layers:
         out["model"].update(layer.get("model") or {})
         out["train"].update(layer.get("train") or {})
-        if layer.get("members") is not None:
-            out["members"] = layer["members"]
+        for key in ("members", "normalize"):
+            if layer.get(key) is not None:
+                out[key] = layer[key]
     return out
 
 

@@ -49,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="share of the training data held out for validation")
     p.add_argument("--seed", type=int, help="random seed (default 0): reproducible on CPU")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads for torch (default: torch's choice, usually the cores)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--out", help="run directory (default runs/DATASET-PRESET-TIME)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -140,6 +142,10 @@ def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     from ..pipeline import DataShape, evaluate, resolve, save_run, train
     from ..training.distributed import is_main
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     d = _load_data(args)
     X, preset = d["X"], plan["preset"]
     cfg = resolve(preset, DataShape.of(X, len(d["classes"])), plan["overrides"],

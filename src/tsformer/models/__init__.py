@@ -18,9 +18,11 @@ from ..options import Options
 from ..registry import get_architecture
 from . import patchformer, seed  # noqa: F401  (register the built-in architectures and presets)
 from .ensemble import Ensemble
+from .normalization import InstanceNorm, ZNormalized, looks_unnormalized
 from .summary import count_parameters, summary
 
-__all__ = ["DataDependentInit", "Ensemble", "build_network", "count_parameters", "summary"]
+__all__ = ["DataDependentInit", "Ensemble", "InstanceNorm", "ZNormalized", "build_network",
+           "count_parameters", "looks_unnormalized", "summary"]
 
 
 @runtime_checkable

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..options import Options, option
 from ..registry import DataShape, register_model, register_preset
+from .normalization import InstanceNorm
 from .patches import patch_padding, resolve_patching, resolve_stem_kernel
 from .rocket import RocketTokens
 
@@ -74,20 +75,6 @@ class PatchFormerOptions(Options):
         patch_len, stride = resolve_patching(n_timepoints, self.patch_len, self.stride)
         return self.replace(patch_len=patch_len, stride=stride,
                             stem_kernel=resolve_stem_kernel(stride, self.stem_kernel))
-
-
-class InstanceNorm(nn.Module):
-    """Each series and channel to zero mean, unit variance: scale/offset carry no signal
-    in most benchmarks, and it lets the model take unnormalised input safely."""
-
-    def __init__(self, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(-1, keepdim=True)
-        std = x.std(-1, keepdim=True, unbiased=False)
-        return (x - mean) / (std + self.eps)
 
 
 class DropPath(nn.Module):

@@ -161,6 +161,39 @@ def _progress(total: int, desc: str, enabled: bool):
                 dynamic_ncols=True)
 
 
+class _Pace:
+    """Progress lines for a run without a progress bar: the first after a few seconds, with
+    the time the whole run will take at the pace so far, then one every half minute."""
+
+    FIRST, EVERY = 3.0, 30.0
+
+    def __init__(self, log: Callable[[str], None], epochs: int, steps: int) -> None:
+        self.log, self.epochs, self.steps = log, epochs, steps
+        self.t0 = time.perf_counter()
+        self.next = self.FIRST
+
+    def step(self, epoch: int, done: int) -> None:
+        elapsed = time.perf_counter() - self.t0
+        if elapsed < self.next or done == self.steps:
+            return
+        self.next = elapsed + self.EVERY
+        total_steps = self.epochs * self.steps
+        finished = (epoch - 1) * self.steps + done
+        left = elapsed / finished * (total_steps - finished)
+        run = f"{self.epochs} epoch" + "s" * (self.epochs != 1)
+        self.log(f"epoch {epoch}/{self.epochs}: step {done}/{self.steps}, {elapsed:.0f} s so "
+                 f"far; about {_duration(left)} left of the run ({run}; less if it stops "
+                 "early)")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _split(X: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
            validation_data: tuple[np.ndarray, np.ndarray] | None):
     """Training and validation arrays: given, or Keras' split of the (once shuffled) data."""
@@ -255,6 +288,9 @@ def fit(
     best_loss, best_state, wait = math.inf, None, 0
     show_bar = (cfg.verbose >= 1 and sys.stderr.isatty() and not os.environ.get("CI")
                 and rank == 0)
+    # Without a progress bar (output piped, CI, a log file), timed lines say how far the run
+    # is and how long it will take, from the first seconds on.
+    pace = _Pace(log, cfg.epochs, steps) if cfg.verbose >= 1 and not show_bar else None
     t0 = time.perf_counter()
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -303,6 +339,8 @@ def fit(
                     bar.set_postfix(loss=f"{tot_loss.item() / max(1, seen):.4f}",
                                     acc=f"{tot_correct.item() / max(1, seen):.4f}")
                 bar.update(1)
+                if pace is not None:
+                    pace.step(epoch, i + 1)
             bar.close()
             sum_loss, sum_correct = dist_.all_reduce_sum([tot_loss, tot_correct], device)
             row = {"epoch": epoch, "loss": sum_loss / len(Xt),
