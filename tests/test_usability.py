@@ -99,3 +99,53 @@ def test_run_directories_are_readable_like_any_other_files(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) & 0o055 == 0o055  # group/others may list it
     for f in out.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) & 0o044 == 0o044, f.name  # and read it
+
+
+def test_balanced_class_weights_follow_scikit_learn_and_change_training():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([0] * 18 + [1] * 6)
+    np.testing.assert_allclose(loop.class_weights(y, 2, "balanced"),
+                               compute_class_weight("balanced", classes=np.arange(2), y=y))
+    assert loop.class_weights(y, 3, "balanced")[2] == 0.0  # absent class: no weight
+    assert loop.class_weights(y, 2, "none") is None
+    X, _ = _data(n=24)
+    fits = {}
+    for rule in ("none", "balanced"):
+        clf = tsformer.TransformerClassifier(epochs=2, model_params=TINY_SEED, random_state=0,
+                                             verbose=0, validation_split=0.0,
+                                             train_params={"class_weight": rule})
+        fits[rule] = clf.fit(X, y).predict_proba(X)
+    assert not np.allclose(fits["none"], fits["balanced"])
+    with pytest.raises(tsformer.ConfigError, match="class_weight must be"):
+        tsformer.TransformerClassifier(train_params={"class_weight": "auto"}).fit(X, y)
+
+
+def test_on_epoch_end_sees_each_epoch_and_can_stop_training():
+    X, y = _data()
+    seen = []
+
+    def callback(epoch, metrics):
+        seen.append((epoch, round(metrics["loss"], 6)))
+        return epoch == 2
+
+    clf = tsformer.TransformerClassifier(epochs=10, model_params=TINY_SEED, verbose=0)
+    clf.fit(X, y, on_epoch_end=callback)
+    assert [e for e, _ in seen] == [1, 2] and len(clf.history_.rows) == 2
+    with pytest.raises(tsformer.ConfigError, match="on_epoch_end must be a function"):
+        clf.fit(X, y, on_epoch_end="stop")
+
+
+def test_summary_header_names_what_differs_from_the_preset(capsys):
+    assert main(["summary", "--set", "model.variant=postnorm"]) == 0
+    assert capsys.readouterr().out.startswith('Model: "seed" (seed_transformer, variant=postnorm)')
+
+
+def test_predict_says_both_readings_when_a_file_has_the_wrong_length(tmp_path, capsys):
+    X, y = _data()
+    clf = tsformer.TransformerClassifier(epochs=1, model_params=TINY_SEED, verbose=0).fit(X, y)
+    clf.save(tmp_path / "m")
+    np.savetxt(tmp_path / "x.csv", np.zeros((3, 100)), delimiter=",")
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "100 points (or 1 channel(s) x 99 points after a first column of labels)" in err

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -227,11 +227,19 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit / predict
 
-    def fit(self, X: Any, y: Any) -> TransformerClassifier:
+    def fit(self, X: Any, y: Any, *,
+            on_epoch_end: Callable[[int, dict[str, float]], bool | None] | None = None
+            ) -> TransformerClassifier:
         """Train a fresh network on ``X`` (``(n, C, T)`` or univariate ``(n, T)``) and labels ``y``.
 
         Labels may be of any type (ints, strings, ...); ``predict`` returns the same ones.
+        ``on_epoch_end(epoch, metrics)`` is called after every epoch with that epoch's loss,
+        accuracy, learning rate, seconds and validation scores (Keras' callbacks, in one
+        function); returning True stops training there (the best weights so far are kept).
         """
+        if on_epoch_end is not None and not callable(on_epoch_end):
+            raise ConfigError(f"on_epoch_end must be a function (epoch, metrics) -> bool, "
+                              f"not {on_epoch_end!r}")
         from .pipeline import DataShape, check_overrides, resolve, train
 
         overrides = self._overrides()
@@ -260,7 +268,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
                             "a regression target); a classifier needs discrete labels")
         codes, classes = encode_labels(y_norm)
         cfg = resolve(self.preset, DataShape.of(Xa, len(classes)), overrides, classes=classes)
-        result = train(cfg, Xa, codes, log=_log)
+        result = train(cfg, Xa, codes, on_epoch_end=on_epoch_end, log=_log)
         self._set_fitted(result.model, result.config, result.histories)
         return self
 

@@ -181,10 +181,13 @@ def save_run(path: str | os.PathLike, result: TrainResult, *,
         "history.csv": result.history_csv(),
     }
     if plots:
-        extra["training_curves.png"] = lambda p: plot_history(result.histories, p)
+        title = " - ".join(filter(None, [cfg.data.get("name"), cfg.preset] + (
+            [f"test accuracy {test_metrics['accuracy']:.4f}"] if test_metrics else [])))
+        extra["training_curves.png"] = lambda p: plot_history(result.histories, p, title)
         if test_metrics is not None:
             extra["confusion_matrix.png"] = lambda p: plot_confusion(
-                test_metrics["confusion_matrix"], cfg.classes, p)
+                test_metrics["confusion_matrix"], cfg.classes, p, f"{title}: test confusion "
+                "matrix")
     if test_data is not None:
         extra[SAMPLE_NAME] = demo_sample(*test_data)
     card = model_card(cfg, count_parameters(model), card_metrics)

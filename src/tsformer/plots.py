@@ -20,11 +20,13 @@ def _pyplot():
     return plt
 
 
-def plot_history(histories: Sequence[History], path: str | Path) -> None:
+def plot_history(histories: Sequence[History], path: str | Path, title: str = "") -> None:
     """Loss and accuracy per epoch, training and validation, as a PNG (one line per
-    ensemble member)."""
+    ensemble member); ``title`` names the run (dataset, preset, test accuracy)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    if title:
+        fig.suptitle(title)
     for m, history in enumerate(histories):
         rows = history.rows
         ep = [r["epoch"] for r in rows]
@@ -47,7 +49,8 @@ def plot_history(histories: Sequence[History], path: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_confusion(cm: list[list[int]], classes: list[Any], path: str | Path) -> None:
+def plot_confusion(cm: list[list[int]], classes: list[Any], path: str | Path,
+                   title: str = "test confusion matrix") -> None:
     """The test confusion matrix as a PNG."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -56,7 +59,7 @@ def plot_confusion(cm: list[list[int]], classes: list[Any], path: str | Path) ->
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 3), max(4, 0.5 * n + 3)))
     ConfusionMatrixDisplay(np.asarray(cm), display_labels=[str(c) for c in classes]).plot(
         ax=ax, colorbar=False, include_values=n <= 20)
-    ax.set_title("test confusion matrix")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -44,10 +44,16 @@ def read_for_model(path: str, n_channels: int, n_timepoints: int, classes: Seque
         for X, y, _ in readings.values():
             if X.shape[1:] == (n_channels, n_timepoints):
                 return X, y
-        X = readings[tries[0]][0]
+        shapes = {lab: f"{r[0].shape[1]} channel(s) x {r[0].shape[2]} points"
+                  for lab, r in readings.items()}
+        if len(shapes) == 2 and shapes[None] != shapes[False]:
+            held = (f"series of {shapes[False]} (or {shapes[None]} after a first column "
+                    "of labels)")
+        else:
+            held = f"series of {next(iter(shapes.values()))}"
         raise DataError(
-            f"{path} holds series of {X.shape[1]} channel(s) x {X.shape[2]} points but the "
-            f"model expects {n_channels} x {n_timepoints}; series are never resampled silently")
+            f"{path} holds {held} but the model expects {n_channels} x {n_timepoints}; series "
+            "are never resampled silently")
     if labels is None:  # resampled, so the shape no longer tells
         y = readings[None][1]
         labels = evaluating or (y is not None and all(str(v) in {str(c) for c in classes}

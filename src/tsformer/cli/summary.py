@@ -36,9 +36,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     else:
         shape, title = DataShape(1, 500, 2), "FordA-shaped input"
     cfg = resolve(args.preset, shape, overrides)
+    default = resolve(args.preset, shape).model.to_dict()
+    changed = [f"{k}={v}" for k, v in cfg.model.to_dict().items() if default.get(k) != v]
+    if cfg.normalize != "none":
+        changed.append(f"normalize={cfg.normalize}")
     model = cfg.build()
-    print(f'Model: "{cfg.preset}" ({cfg.arch}) on {title} ({shape.n_channels} x '
-          f"{shape.n_timepoints}, {shape.n_classes} classes)")
+    print(f'Model: "{cfg.preset}" ({", ".join([cfg.arch, *changed])}) on {title} '
+          f"({shape.n_channels} x {shape.n_timepoints}, {shape.n_classes} classes)")
     if isinstance(model, Ensemble):
         print(f"a deep ensemble of {cfg.members} networks, each:")
         print(summary(model.members[0], shape.n_channels, shape.n_timepoints))

@@ -47,6 +47,9 @@ class TrainConfig(Options):
                                     high=1.0, high_open=True)
     grad_clip: float | None = option(None, "clip the gradient norm to this; null: off",
                                      low=0.0, high=1e9, low_open=True)
+    class_weight: Literal["none", "balanced"] = option(
+        "none", "balanced: weight each class's loss by n / (classes x its count), for "
+        "imbalanced labels (scikit-learn's rule); none: every series counts the same")
     augment: list[AugmentName] = option([], "augmentations applied to each batch, in order")
     mixup: float = option(0.0, "Beta(a, a) of mixup (pairs of series and labels blended); "
                           "0: off", low=0.0, high=1000.0)

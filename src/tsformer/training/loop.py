@@ -101,13 +101,14 @@ def _evaluate_tensors(model: nn.Module, X: Tensor, y: Tensor, batch_size: int, a
 
 
 def _loss(logits: Tensor, y: Tensor, cfg: TrainConfig, lam: float = 1.0,
-          pair: Tensor | None = None, reduction: str = "mean") -> Tensor:
-    """Cross-entropy with the config's label smoothing; under mixup the blend of the two
-    labels' losses with the inputs' weights."""
+          pair: Tensor | None = None, reduction: str = "mean",
+          weight: Tensor | None = None) -> Tensor:
+    """Cross-entropy with the config's label smoothing and class weights; under mixup the
+    blend of the two labels' losses with the inputs' weights."""
     logits = logits.float()
 
     def ce(target: Tensor) -> Tensor:
-        return F.cross_entropy(logits, target, reduction=reduction,
+        return F.cross_entropy(logits, target, reduction=reduction, weight=weight,
                                label_smoothing=cfg.label_smoothing)
 
     return ce(y) if pair is None else lam * ce(y) + (1 - lam) * ce(y[pair])
@@ -126,6 +127,18 @@ def _check_finite(model: nn.Module, row: dict[str, float], epoch: int, cfg: Trai
             f"lower the learning rate (lr={cfg.lr:g}) or clip gradients (train.grad_clip)")
     raise TrainingError(f"training diverged in epoch {epoch}: {what}; {hint}. No model was "
                         "kept")
+
+
+def class_weights(y: np.ndarray, n_classes: int, rule: str) -> np.ndarray | None:
+    """Per-class loss weights: ``"balanced"`` is scikit-learn's ``n / (k * count)`` (a class
+    absent from the training part gets weight 0); ``"none"``: None."""
+    if rule == "none":
+        return None
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = len(y) / (present.sum() * counts[present])
+    return w
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -265,6 +278,7 @@ def fit(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             static_graph=True)
     yt = torch.from_numpy(y).to(device)
+    cw_t: Tensor | None = None  # class weights, sized by the first logits (the model's classes)
     Xvt = torch.from_numpy(np.ascontiguousarray(Xv)).to(device) if Xv is not None else None
     yvt = torch.from_numpy(yv).to(device) if yv is not None else None
 
@@ -318,13 +332,16 @@ def fit(
                     xb = lam * xb + (1 - lam) * xb[pair]
                 with autocast(device, cfg.amp):
                     logits = step_fn(xb)
+                if cfg.class_weight != "none" and cw_t is None:
+                    cw_t = torch.as_tensor(class_weights(y, logits.shape[-1], cfg.class_weight),
+                                           dtype=torch.float32, device=device)
                 if distributed:
                     # Sum / global batch, times W as DDP averages gradients over W ranks: the
                     # reduced gradient equals the single-process mean-loss gradient.
-                    loss_sum = weight * _loss(logits, yb, cfg, lam, pair, "sum")
+                    loss_sum = weight * _loss(logits, yb, cfg, lam, pair, "sum", cw_t)
                     loss, batch_loss = loss_sum * (world / n_global), loss_sum.detach()
                 else:
-                    loss = _loss(logits, yb, cfg, lam, pair, "mean")
+                    loss = _loss(logits, yb, cfg, lam, pair, "mean", cw_t)
                     batch_loss = loss.detach() * len(yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
