@@ -149,3 +149,32 @@ def test_predict_says_both_readings_when_a_file_has_the_wrong_length(tmp_path, c
     assert main(["predict", str(tmp_path / "m"), str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err
     assert "100 points (or 1 channel(s) x 99 points after a first column of labels)" in err
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, capsys):
+    from tsformer.pipeline import resume, save_run
+
+    X, y = _data(n=32)
+    over = {"model": {"d_model": 8, "depth": 1, "n_heads": 1, "stem_width": 4},
+            "train": {"epochs": 6, "verbose": 0, "validation_split": 0.0}, "members": 1}
+    cfg = resolve("patchformer", DataShape.of(X, 2), over)
+    whole = train(cfg, X, y).histories[0]
+
+    def ctrl_c(epoch, row):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    cut = train(cfg, X, y, on_epoch_end=ctrl_c)
+    assert cut.interrupted and len(cut.histories[0].rows) == 3
+    save_run(tmp_path / "run", cut, plots=False)
+    done = resume(tmp_path / "run", X, y).histories[0]
+    assert [r["epoch"] for r in done.rows] == [1, 2, 3, 4, 5, 6]
+    # the schedule goes on where it stopped: the learning rates of an uninterrupted run
+    np.testing.assert_allclose([r["lr"] for r in done.rows], [r["lr"] for r in whole.rows],
+                               rtol=1e-5)  # the saved epochs went through history.csv
+    with pytest.raises(tsformer.ConfigError, match="already trained 6 of 6 epochs"):
+        save_run(tmp_path / "run", type(cut)(cut.model, cut.config, [done]), plots=False,
+                 overwrite=True)
+        resume(tmp_path / "run", X, y)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--lr", "0.1"]) == 2
+    assert "drop --lr" in capsys.readouterr().err

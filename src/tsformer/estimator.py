@@ -12,7 +12,6 @@ both, so the CLI and the estimator read each other's models.  Loading never unpi
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -340,25 +339,6 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _history_from_dir(p: Path) -> Any:
-    """The training history saved next to the model (one network's), or an empty one."""
-    from .training import History
-
-    hist = History()
-    try:
-        lines = (p / "history.csv").read_text(encoding="utf-8").splitlines()
-        if len(lines) > 1 and not lines[0].startswith("member"):
-            keys = lines[0].split(",")
-            hist.rows = [dict(zip(keys, (float(v) for v in line.split(",")), strict=True))
-                         for line in lines[1:] if line]
-        metrics = json.loads((p / "metrics.json").read_text(encoding="utf-8"))
-        hist.best_epoch = metrics.get("best_epoch")
-        hist.stopped_early = bool(metrics.get("stopped_early", False))
-    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
-        pass  # the history is informational: a model loads without it
-    return hist
-
-
 def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassifier:
     """A fitted :class:`TransformerClassifier` from a directory written by ``save`` or the CLI.
 
@@ -367,6 +347,7 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassif
     estimator's parameters are rebuilt from the config, so refitting it trains the same
     model again.
     """
+    from .model_dir import read_history
     from .pipeline import load as load_run
 
     p = Path(path)
@@ -377,5 +358,5 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassif
         train_params={k: v for k, v in train.items() if k not in _OWN_TRAIN_OPTIONS},
         members=cfg.members, normalize=cfg.normalize, device=device,
         random_state=train["seed"])
-    clf._set_fitted(model, cfg, [_history_from_dir(p)])
+    clf._set_fitted(model, cfg, [read_history(p)])
     return clf

@@ -25,6 +25,7 @@ from torch import nn
 from .config import RunConfig
 from .errors import ConfigError, DataError, ModelDirError
 from .models import count_parameters
+from .training import History
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -214,6 +215,29 @@ def load_model_dir(path: str | os.PathLike, *, device: str | torch.device = "cpu
         first = str(e).strip().splitlines()[0]
         raise ModelDirError(f"{weights} does not match config.json ({first})") from None
     return model.to(device).eval(), cfg
+
+
+def read_history(path: str | os.PathLike) -> History:
+    """The training history saved in a run directory (one network's: an ensemble's
+    ``history.csv`` has a member column), or an empty one; never an error, it is
+    informational."""
+    p = Path(path)
+    hist = History()
+    try:
+        lines = (p / "history.csv").read_text(encoding="utf-8").splitlines()
+        if len(lines) > 1 and not lines[0].startswith("member"):
+            keys = lines[0].split(",")
+            hist.rows = [dict(zip(keys, (float(v) for v in line.split(",")), strict=True))
+                         for line in lines[1:] if line]
+        metrics = read_json_bounded(p / "metrics.json", "metrics")
+        best = metrics.get("best_epoch")
+        hist.best_epoch = int(best) if isinstance(best, int) and 0 < best <= len(hist.rows) \
+            else None
+        hist.stopped_early = bool(metrics.get("stopped_early", False))
+        hist.interrupted = bool(metrics.get("interrupted", False))
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError, ModelDirError):
+        pass
+    return hist
 
 
 def demo_sample(X_test: Any, y_test: Any, n: int = 8, *, split: str = "test") -> str:

@@ -26,6 +26,7 @@ from torch import nn
 
 from .config import DataShape, RunConfig, check_overrides, resolve
 from .device import resolve_device
+from .errors import ConfigError, ModelDirError
 from .evaluation import evaluate as _evaluate
 from .inference import predict_logits
 from .model_dir import (
@@ -34,13 +35,15 @@ from .model_dir import (
     demo_sample,
     load_model_dir,
     model_card,
+    read_history,
     save_model_dir,
 )
 from .models import Ensemble, count_parameters, looks_unnormalized
 from .training import History, fit
 
 __all__ = ["DataShape", "RunConfig", "TrainResult", "check_overrides", "create_model",
-           "evaluate", "load", "member_seed", "predict_logits", "resolve", "save_run", "train"]
+           "evaluate", "load", "member_seed", "predict_logits", "resolve", "resume", "save_run",
+           "train"]
 
 
 def create_model(name: str, *, n_channels: int, n_timepoints: int, n_classes: int,
@@ -147,6 +150,29 @@ def _warn_if_unnormalized(cfg: RunConfig, X: np.ndarray) -> None:
                       "model takes them as they are: consider normalize='zscore' (--set "
                       "normalize=zscore), which the model then applies to every input",
                       NotNormalizedWarning, stacklevel=3)
+
+
+def resume(path: str | os.PathLike, X: np.ndarray, y: np.ndarray, *,
+           epochs: int | None = None, log: Callable[[str], None] | None = None
+           ) -> TrainResult:
+    """Go on training the network saved in run directory ``path`` (an interrupted run, or one
+    to extend to ``epochs``) on the same data: from the epoch after its last, the schedule
+    where it stopped (see :func:`tsformer.training.fit`'s ``resume``)."""
+    model, cfg = load_model_dir(path, device="cpu")
+    if cfg.members > 1:
+        raise ConfigError(f"{path} holds an ensemble of {cfg.members} networks; resuming is "
+                          "for one network (train the ensemble again with --config)")
+    history = read_history(path)
+    if not history.rows:
+        raise ModelDirError(f"{path} has no training history (history.csv) to resume from")
+    if epochs is not None:
+        cfg = replace(cfg, train=cfg.train.replace(epochs=epochs))
+    if len(history.rows) >= cfg.train.epochs:
+        raise ConfigError(f"{path} already trained {len(history.rows)} of {cfg.train.epochs} "
+                          "epochs; ask for more (--epochs N)")
+    model.train()
+    new = fit(model, X, y, cfg.train, log=log, resume=history)
+    return TrainResult(model.eval(), cfg, [new])
 
 
 def evaluate(model: nn.Module, cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,

@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="train what a config describes: a model directory, its "
                    "config.json or a 'tsformer tune' best.json (flags and --set win)")
     add_set_option(p)
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="go on training the network in RUN_DIR (an interrupted run, or one to "
+                   "extend with --epochs N) on its data; written back to RUN_DIR unless --out")
     p.add_argument("--epochs", type=positive_int,
                    help=f"max epochs (default {QUICK_EPOCHS}, see --full)")
     p.add_argument("--full", action="store_true", help="use the preset's full schedule")
@@ -62,6 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Under ``torchrun`` every rank runs the same command; rank 0 alone prints and writes."""
     from ..training import distributed
 
+    if args.resume:
+        return _resume(args)
     plan = _plan(args)  # options checked before torch.distributed or any data
     distributed.init_from_env(plan["overrides"]["train"].get("device", "auto"))
     try:
@@ -183,4 +188,45 @@ def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
              overwrite=args.overwrite)
     status = " (interrupted: best model so far)" if result.interrupted else ""
     say(f"run directory: {plan['out']}{status}")
+    return 130 if result.interrupted else 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """``--resume RUN_DIR``: the saved configuration, its data, the epochs still to run."""
+    from ..evaluation import format_metrics
+    from ..model_dir import check_writable_target, read_config
+    from ..pipeline import evaluate, resume, save_run
+
+    clash = [f for f in ("preset", "config", "overrides", "dataset", "test_file", "batch_size",
+                         "lr", "patience", "seed", "validation_split", "device")
+             if getattr(args, f)]
+    if clash:
+        raise DataError(f"--resume trains the saved configuration on its own data; drop "
+                        f"--{clash[0].replace('_file', '').replace('_', '-')} (only --epochs, "
+                        "--train FILE, --out and --threads go with it)")
+    cfg = read_config(args.resume)
+    out = Path(args.out or args.resume)
+    check_writable_target(out, overwrite=True if not args.out else args.overwrite)
+    source = cfg.data.get("source")
+    if source == "file" and not args.train_file:
+        raise DataError(f"{args.resume} was trained on a file; give it again with --train FILE")
+    args.dataset = None if args.train_file else cfg.data.get("name")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    d = _load_data(args)
+    if list(d["classes"]) != list(cfg.classes):
+        raise DataError(f"the data's classes {d['classes']} are not the model's {cfg.classes}")
+    info(f"resuming {args.resume}: {cfg.preset} on {d['data']['name']}")
+    result = resume(args.resume, d["X"], d["codes"], epochs=args.epochs, log=info)
+    test = None
+    if d["X_test"] is not None:
+        test = evaluate(result.model, result.config, d["X_test"], d["test_codes"])
+        say(f"test accuracy: {test['accuracy']:.4f}")
+        info(format_metrics(test, result.config.classes))
+    test_data = (d["X_test"], d["y_test"]) if d["X_test"] is not None else None
+    save_run(out, result, test_metrics=test, test_data=test_data, overwrite=True)
+    status = " (interrupted: best model so far)" if result.interrupted else ""
+    say(f"run directory: {out}{status}")
     return 130 if result.interrupted else 0

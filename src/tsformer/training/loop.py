@@ -235,8 +235,14 @@ def fit(
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], bool | None] | None = None,
     log: Callable[[str], None] | None = None,
+    resume: History | None = None,
 ) -> History:
     """Train one network on ``X (n, C, T)`` float32 and integer class codes ``y``.
+
+    ``resume``: the history of an interrupted run of this network and configuration; training
+    goes on from the epoch after its last, with the learning-rate schedule where it was and
+    the same data order (the optimizer's moment estimates start afresh, so the result is
+    close to, not bit-identical with, an uninterrupted run).
 
     Validation comes from ``validation_data`` or, else, the last ``validation_split`` of the
     training arrays (after one seeded shuffle, as the seed does).  ``on_epoch_end(epoch, row)``
@@ -300,6 +306,20 @@ def fit(
 
     history = History()
     best_loss, best_state, wait = math.inf, None, 0
+    start = 1
+    if resume is not None and resume.rows:
+        history = History(rows=[dict(r) for r in resume.rows], best_epoch=resume.best_epoch)
+        start = len(history.rows) + 1
+        for _ in range((start - 1) * steps):
+            sched.step()  # the schedule where the run stopped
+        for _ in range(start - 1):
+            torch.randperm(len(Xt), generator=gen)  # and the data order it would have seen
+        monitor_key = "val_loss" if Xvt is not None else "loss"
+        if history.best_epoch:
+            best_loss = history.rows[history.best_epoch - 1].get(monitor_key, math.inf)
+            if cfg.restore_best:
+                best_state = copy.deepcopy(model.state_dict())  # the saved, best weights
+        wait = len(history.rows) - (history.best_epoch or 0)
     show_bar = (cfg.verbose >= 1 and sys.stderr.isatty() and not os.environ.get("CI")
                 and rank == 0)
     # Without a progress bar (output piped, CI, a log file), timed lines say how far the run
@@ -307,7 +327,7 @@ def fit(
     pace = _Pace(log, cfg.epochs, steps) if cfg.verbose >= 1 and not show_bar else None
     t0 = time.perf_counter()
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(start, cfg.epochs + 1):
             model.train()
             perm = torch.randperm(len(Xt), generator=gen).to(device)
             tot_loss = torch.zeros((), device=device)
