@@ -140,12 +140,19 @@ def parse_instances(doc: Any, n_ch: int, n_t: int, max_instances: int,
     return _to_float32(series, locate)
 
 
+def _json_int(text: str) -> int | float:
+    """A JSON integer literal; one too long for ``int()`` (Python refuses more than 4300
+    digits) is far beyond float64 anyway, so it becomes the infinity ``float()`` makes of it,
+    refused later with its place like any other infinity."""
+    return int(text) if len(text) <= 400 else float(text)
+
+
 def parse_json_body(body: bytes, n_ch: int, n_t: int, max_instances: int) -> np.ndarray:
     """``{"instances": [...]}`` bytes to validated series."""
     if not body.strip():
         raise RequestError(400, 'the request body is empty; send {"instances": [series, ...]}')
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_int=_json_int)
     except UnicodeDecodeError:
         raise RequestError(400, "the request body is not UTF-8 text") from None
     except json.JSONDecodeError as e:
@@ -153,13 +160,16 @@ def parse_json_body(body: bytes, n_ch: int, n_t: int, max_instances: int) -> np.
                                 f"{e.lineno}, column {e.colno})") from None
     except RecursionError:
         raise RequestError(400, "the request body nests JSON too deeply") from None
+    except ValueError as e:  # any other conversion the decoder refuses: still the client's
+        raise RequestError(400, f"the request body is not valid JSON ({e})") from None
     if not isinstance(doc, dict):
         raise RequestError(422, f'the request body is {_describe(doc)}; send a JSON object '
                                 '{"instances": [series, ...]}')
     unknown = sorted(set(doc) - {"instances"})
     if unknown:
-        raise RequestError(422, f"unknown field {unknown[0]!r} in the request body; the only "
-                                "field is 'instances'", unknown[0])
+        name = unknown[0] if len(unknown[0]) <= 40 else unknown[0][:40] + "..."
+        raise RequestError(422, f"unknown field {name!r} in the request body; the only "
+                                "field is 'instances'", name)
     if "instances" not in doc:
         raise RequestError(422, "the request body has no 'instances' field; send "
                                 '{"instances": [series, ...]}', "instances")
@@ -174,14 +184,16 @@ def _where(message: str) -> str | None:
     return f"line {m.group(1)}" + (f", column {m.group(2)}" if m.group(2) else "")
 
 
-def parse_csv_text(text: str, n_ch: int, n_t: int, max_instances: int) -> np.ndarray:
+def parse_csv_text(text: str, n_ch: int, n_t: int, max_instances: int,
+                   row_lines: list[int] | None = None) -> np.ndarray:
     """CSV series, one per line, read by the data module's delimited-text reader (the one
     that reads .csv files); a first line of names is a header.
 
     A line holds ``n_t`` values (``n_ch * n_t`` for several channels, channel after channel),
     or one more when its first column is a label, as in a UCR test file.  The delimiter is
     the first of comma, tab, semicolon found in the first line, else whitespace.  Series are
-    never resampled: rows of unequal length are refused.
+    never resampled: rows of unequal length are refused.  ``row_lines``, when given, receives
+    the line number of each series.
     """
     lines = [(k, line) for k, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not lines:
@@ -202,6 +214,8 @@ def parse_csv_text(text: str, n_ch: int, n_t: int, max_instances: int) -> np.nda
     if len(rows) > max_instances:
         raise RequestError(413, f"the CSV has {len(rows)} series, over the limit of "
                                 f"{max_instances} per request; split it into smaller requests")
+    if row_lines is not None:
+        row_lines[:] = [k for k, _ in rows]
     width = n_ch * n_t
     n_cells = len(cells_of(rows[0][1]))
     for lineno, line in rows:  # the model's length, and one layout for every line
@@ -223,4 +237,8 @@ def parse_csv_text(text: str, n_ch: int, n_t: int, max_instances: int) -> np.nda
                                 "series are never resampled") from None
     except DataError as e:
         raise RequestError(422, str(e), _where(str(e))) from None
+    if X.shape[-1] * X.shape[1] != width:  # the reader took trailing NaN cells for padding
+        raise RequestError(422, "the CSV has missing values (NaN or empty cells at the end of "
+                                f"a line, so {X.shape[-1]} values instead of {width}); missing "
+                                "values are not supported and series are never resampled")
     return X.reshape(len(X), n_ch, n_t)
