@@ -6,8 +6,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -83,10 +88,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           metrics={"test": {"accuracy": 0.875, "loss": float("nan")}})
 
 
+def local(app: Any) -> TestClient:
+    """A TestClient that reaches the app by a loopback name (the Host allow-list refuses
+    TestClient's default ``testserver``)."""
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
 @pytest.fixture(scope="module")
 def client(model_dir: Path):
     app = create_app(model_dir, max_body_bytes=MAX_BODY, max_instances=MAX_INSTANCES)
-    with TestClient(app) as c:
+    with local(app) as c:
         yield c
 
 
@@ -109,7 +120,8 @@ def test_health_model_info_and_schema(client: TestClient) -> None:
     assert info["metrics"]["test"] == {"accuracy": 0.875, "loss": None}  # NaN made JSON-safe
     assert info["card"]["title"].startswith("tsformer seed model on FordA")
     assert info["sample"] == {"available": True, "n": 6, "split": "test"}
-    assert info["limits"] == {"max_body_bytes": MAX_BODY, "max_instances": MAX_INSTANCES}
+    assert info["limits"] == {"max_body_bytes": MAX_BODY, "max_instances": MAX_INSTANCES,
+                              "body_timeout_s": 20.0}
     schema = client.get("/openapi.json").json()
     assert {"/v1/predict", "/v1/model", "/v1/sample", "/healthz"} <= set(schema["paths"])
     assert "multipart/form-data" in schema["paths"]["/v1/predict"]["post"]["requestBody"][
@@ -177,7 +189,7 @@ def test_concurrent_requests_are_batched_without_mixing_answers(client: TestClie
 def test_multichannel_model(tmp_path: Path) -> None:
     d = make_model_dir(tmp_path / "mc", n_channels=3, n_timepoints=16, sample=False)
     X = series(2, n_channels=3, n_timepoints=16)
-    with TestClient(create_app(d)) as c:
+    with local(create_app(d)) as c:
         r = c.post("/v1/predict", json={"instances": X.tolist()})
         assert r.status_code == 200, r.text
         got = np.array([list(p["probabilities"].values()) for p in r.json()["predictions"]])
@@ -290,6 +302,8 @@ def test_request_shape_refusals(client: TestClient) -> None:
     assert r.status_code == 415 and "unsupported Content-Type" in r.json()["detail"]
     r = client.post("/v1/predict", content=b"1,2")
     assert r.status_code == 415 and "'(none)'" in r.json()["detail"]
+    r = client.post("/v1/predict", content=b"1,2", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.json()["field"] == "Content-Type"  # as docs/serve.md says
     r = client.post("/v1/predict", files={"other": ("x.csv", b"1,2", "text/csv")})
     assert r.status_code == 422 and r.json()["field"] == "file"
     r = client.post("/v1/predict", content=b"--x\r\n", headers={
@@ -332,11 +346,13 @@ def test_body_limit_middleware_stops_reading_and_never_calls_the_app() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    mw = BodyLimitMiddleware(app, max_bytes=10_000)
-    scope = {"type": "http", "method": "POST", "path": "/v1/predict", "headers": []}
+    mw = BodyLimitMiddleware(app, max_bytes=10_000, drain_bytes=5_000)
+    scope = {"type": "http", "method": "POST", "path": "/v1/predict",
+             "headers": [(b"transfer-encoding", b"chunked")]}
     asyncio.run(mw(scope, receive, send))
-    assert not called and len(received) == 11
-    assert sent[0]["status"] == 413
+    # 11 chunks to pass the limit, then the rest read and discarded up to the drain bound
+    assert not called and len(received) == 11 + 6
+    assert sent[0]["status"] == 413 and (b"connection", b"close") in sent[0]["headers"]
     sent.clear()
     bad = {**scope, "headers": [(b"content-length", b"12abc")]}
     asyncio.run(mw(bad, receive, send))
@@ -395,14 +411,14 @@ def test_sample_endpoint_and_fallback_without_sample(client: TestClient, model_d
     shutil.copytree(model_dir, bare)
     (bare / SAMPLE_NAME).unlink()
     (bare / "metrics.json").unlink()
-    with TestClient(create_app(bare)) as c:
+    with local(create_app(bare)) as c:
         assert c.get("/v1/model").json()["sample"]["available"] is False
         assert c.get("/v1/model").json()["metrics"] is None
         r = c.get("/v1/sample")
         assert r.status_code == 404 and "no usable sample.json" in r.json()["detail"]
         assert c.get("/").status_code == 200
     (bare / SAMPLE_NAME).write_text('{"series": [[1, 2]], "labels": [1]}')  # wrong length
-    with TestClient(create_app(bare)) as c:
+    with local(create_app(bare)) as c:
         assert c.get("/v1/sample").status_code == 404
 
 
@@ -453,10 +469,11 @@ def test_cli_serve_registered_and_errors_are_one_line(model_dir: Path, capsys, m
 def test_live_server_chunked_upload_and_bad_content_length(model_dir: Path) -> None:
     """Over a real socket: uvicorn, chunked transfer encoding, a lying header."""
     import httpx2 as httpx
-    import uvicorn
+
+    from tsformer.serve.server import make_server
 
     app = create_app(model_dir, max_body_bytes=MAX_BODY)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    server = make_server(app, log_level="error")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -473,19 +490,94 @@ def test_live_server_chunked_upload_and_bad_content_length(model_dir: Path) -> N
                     yield b" " * 4096
 
             with httpx.Client(base_url=base, timeout=10) as h:
-                try:
-                    r = h.post("/v1/predict", content=chunks(),
-                               headers={"Content-Type": "application/json"})
-                    assert r.status_code == 413
-                except httpx.TransportError:  # refused mid-upload: the connection closed
-                    pass
+                r = h.post("/v1/predict", content=chunks(),
+                           headers={"Content-Type": "application/json"})
+                assert r.status_code == 413 and "over the limit" in r.json()["detail"]
                 with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-                    raw.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: "
-                                b"99999999999\r\nContent-Type: application/json\r\n\r\n{}")
+                    raw.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\n"
+                                b"Content-Length: 99999999999\r\n"
+                                b"Content-Type: application/json\r\n\r\n{}")
                     assert raw.recv(4096).startswith(b"HTTP/1.1 413 ")
                 assert h.get("/healthz").json() == {"status": "ok"}
                 r = h.post("/v1/predict", json={"instances": [[0.0] * T]})
                 assert r.status_code == 200
+                assert h.get("/healthz", headers={"Host": "rebound.example"}).status_code == 400
         finally:
             server.should_exit = True
             thread.join(10)
+
+
+def _start_cli_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``tsformer serve --port 0`` in a subprocess, and the URL from its ready line."""
+    proc = subprocess.Popen([sys.executable, "-m", "tsformer", "serve", str(model_dir),
+                             "--port", "0", *extra], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    m = re.search(r"on (http://127\.0\.0\.1:(\d+))/ ", line)
+    if not m:
+        proc.kill()
+        pytest.fail(f"no ready line: {line!r} {proc.communicate(timeout=10)[1]!r}")
+    return proc, m.group(1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_serve_is_ready_when_it_says_and_stops_cleanly(model_dir: Path,
+                                                          sig: signal.Signals) -> None:
+    """The "serving on" line comes once the socket accepts; a signal lets the request in
+    flight finish, then one "stopped" line and exit 0."""
+    proc, url = _start_cli_server(model_dir, "--body-timeout", "10")
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # ready: accepts
+            body = json.dumps({"instances": [[0.5] * T]}).encode()
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+                      b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                      + body[:10])
+            time.sleep(0.3)  # the request is in flight: headers in, body coming
+            proc.send_signal(sig)
+            time.sleep(0.3)
+            s.sendall(body[10:])
+            answer = b""
+            while b"predictions" not in answer:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err
+    assert err.strip().splitlines() == [f"tsformer: serve stopped ({sig.name}) after 1 request"]
+
+
+def test_cli_serve_flags(model_dir: Path, capsys) -> None:
+    from tsformer import cli
+
+    args = cli.build_parser().parse_args(["serve", str(model_dir), "--allow-host", "Model.LAN",
+                                          "--allow-host", "::1", "--body-timeout", "2.5"])
+    assert args.allow_host == ["model.lan", "[::1]"] and args.body_timeout == 2.5
+    assert (args.header_timeout, args.keep_alive_timeout) == (10.0, 5.0)
+    for bad in (["--body-timeout", "0"], ["--header-timeout", "nan"],
+                ["--keep-alive-timeout", "-1"], ["--allow-host", "a b"]):
+        with pytest.raises(SystemExit) as e:
+            cli.build_parser().parse_args(["serve", str(model_dir), *bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert bad[0] in err
+
+
+def test_cli_serve_ctrl_c_while_loading_is_a_stop_not_an_error(model_dir: Path, capsys,
+                                                               monkeypatch) -> None:
+    import tsformer.serve as serve
+    from tsformer import cli
+
+    def interrupted(*_a: Any, **_k: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serve, "create_app", interrupted)
+    assert cli.main(["serve", str(model_dir)]) == 0
+    assert capsys.readouterr().err == "tsformer: serve stopped before it started serving\n"

@@ -21,25 +21,34 @@ import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from .._version import __version__
+from ..errors import ConfigError, ModelDirError
 from ..model_dir import CARD_NAME, SAMPLE_NAME, load_model_dir
 from ..models import count_parameters
 from . import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 from .batcher import Batcher
-from .middleware import BodyLimitMiddleware
+from .middleware import (
+    DEFAULT_BODY_TIMEOUT,
+    LOOPBACK_HOSTS,
+    SECURITY_HEADERS,
+    BodyLimitMiddleware,
+    host_pattern,
+)
 from .parsing import RequestError, parse_csv_text, parse_instances, parse_json_body
 
 log = logging.getLogger("tsformer.serve")
@@ -128,10 +137,12 @@ class ErrorResponse(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": why} for code, why in (
-        (400, "malformed body (not JSON, bad CSV upload)"),
+        (400, "malformed body (not JSON, bad CSV upload), or a Host not allowed"),
+        (408, "the body did not arrive in time"),
         (413, "body over the byte limit, or too many series"),
         (415, "unsupported Content-Type"),
-        (422, "series of the wrong shape, or with NaN/inf/non-number values"),
+        (422, "series of the wrong shape, with NaN/inf/non-number values, or with values "
+              "that overflow the model"),
         (503, "busy or shutting down; retry"),
     )
 }
@@ -156,25 +167,58 @@ def _predict_openapi(n_ch: int, n_t: int, max_instances: int) -> dict[str, Any]:
     }}}
 
 
+def _check_limits(**limits: Any) -> None:
+    """Positive whole numbers (sizes, counts) and positive finite seconds, or a ConfigError."""
+    for name, value in limits.items():
+        if value is None:
+            continue
+        if name.endswith("timeout"):
+            ok = (isinstance(value, int | float) and not isinstance(value, bool)
+                  and math.isfinite(value) and value > 0)
+            what = "a positive number of seconds"
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            what = "a positive whole number"
+        if not ok:
+            raise ConfigError(f"{name} must be {what}, not {value!r}")
+
+
 def create_app(
     model_dir: str | os.PathLike, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_instances: int = DEFAULT_MAX_INSTANCES, batch_size: int = 32,
-    max_pending: int | None = None,
+    max_pending: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    allow_hosts: Sequence[str] = (),
 ) -> FastAPI:
     """An app serving the model in ``model_dir``, loaded once, here.
 
-    ``max_body_bytes`` and ``max_instances`` bound each request; ``batch_size`` bounds the
-    memory of one forward pass; ``max_pending`` (default 8 x ``max_instances``) bounds the
-    series waiting for the model before requests are answered 503.
+    ``max_body_bytes`` and ``max_instances`` bound each request; ``body_timeout`` is the
+    seconds a request body may take to arrive (then 408); ``batch_size`` bounds the memory of
+    one forward pass; ``max_pending`` (default 8 x ``max_instances``) bounds the series waiting
+    for the model before requests are answered 503.  The Host header must be a loopback name
+    (``localhost``, ``127.0.0.1``, ``[::1]``) or one of ``allow_hosts`` (``"*"``: any;
+    ``"*.example.com"``: a domain and its subdomains), else 400: a guard against DNS
+    rebinding.
     """
+    _check_limits(max_body_bytes=max_body_bytes, max_instances=max_instances,
+                  batch_size=batch_size, max_pending=max_pending, body_timeout=body_timeout)
+    if isinstance(allow_hosts, str):
+        allow_hosts = [allow_hosts]
+    try:
+        hosts = list(dict.fromkeys(host_pattern(h) for h in (*LOOPBACK_HOSTS, *allow_hosts)))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"allow_hosts: {e}") from None
     model_dir = Path(model_dir)
     model, cfg = load_model_dir(model_dir)
     n_ch, n_t = cfg.n_channels, cfg.n_timepoints
-    classes: list[Any] = list(cfg.classes)
+    classes: list[Any] = _finite(list(cfg.classes))
     keys = [str(c) for c in classes]
     batcher = Batcher(model, max_batch=max(max_instances, batch_size), batch_size=batch_size,
                       max_pending=max_pending or 8 * max_instances, amp=cfg.train.amp)
-    batcher.predict_now(np.zeros((1, n_ch, n_t), np.float32))  # fail now, not on request 1
+    warm = batcher.predict_now(np.zeros((1, n_ch, n_t), np.float32))  # fail now, not later
+    if not np.isfinite(warm).all():
+        raise ModelDirError(f"{model_dir}: the model outputs NaN/inf even for an all-zero "
+                            "series, so its weights are broken (did training diverge?); "
+                            "retrain it")
     sample = _load_sample(model_dir / SAMPLE_NAME, n_ch, n_t)
     metrics = _read_json(model_dir / "metrics.json", 1024 * 1024)
     info = _finite({
@@ -193,7 +237,8 @@ def create_app(
         "sample": {"available": sample is not None,
                    "n": len(sample["labels"]) if sample else 0,
                    "split": sample["split"] if sample else None},
-        "limits": {"max_body_bytes": max_body_bytes, "max_instances": max_instances},
+        "limits": {"max_body_bytes": max_body_bytes, "max_instances": max_instances,
+                   "body_timeout_s": body_timeout},
     })
 
     @asynccontextmanager
@@ -209,7 +254,8 @@ def create_app(
         docs_url=None, redoc_url=None, lifespan=lifespan,
     )
     app.state.batcher, app.state.info, app.state.config = batcher, info, cfg
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes, body_timeout=body_timeout,
+                       allow_hosts=hosts)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(RequestError)
@@ -218,11 +264,39 @@ def create_app(
         return JSONResponse({"detail": exc.detail, "field": exc.field}, exc.status,
                             headers=headers)
 
-    async def _read_series(request: Request) -> np.ndarray:
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        """Starlette's own refusals (404, 405, a multipart the parser rejects) in our shape."""
+        detail, field = str(exc.detail), None
+        if exc.status_code == 400:  # only the form parser raises these here
+            detail, field = f"the multipart upload is malformed: {detail}", "file"
+        return JSONResponse({"detail": detail, "field": field}, exc.status_code,
+                            headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        field = ".".join(str(p) for p in first.get("loc", ())) or None
+        return JSONResponse({"detail": str(first.get("msg", "invalid request")),
+                             "field": field}, 422)
+
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+        """A bug, not the client's mistake: still one JSON line, and the log has the trace."""
+        log.error("unexpected error answering a request", exc_info=exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); this is a bug "
+                                       "in the server, not in the request", "field": None}, 500,
+                            headers={k.decode(): v.decode() for k, v in SECURITY_HEADERS})
+
+    async def _read_series(request: Request) -> tuple[np.ndarray, list[str]]:
+        """The request's series, and the field that names each one in a refusal."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype == "application/json" or ctype.endswith("+json"):
+        if ctype == "application/json" or (ctype.startswith("application/")
+                                           and ctype.endswith("+json")):
             body = await request.body()
-            return await run_in_threadpool(parse_json_body, body, n_ch, n_t, max_instances)
+            X = await run_in_threadpool(parse_json_body, body, n_ch, n_t, max_instances)
+            return X, [f"instances[{i}]" for i in range(len(X))]
         if ctype == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=8)
             try:
@@ -233,26 +307,38 @@ def create_app(
             finally:
                 await form.close()
             return await run_in_threadpool(_parse_csv_bytes, data)
-        if ctype in ("text/csv", "text/plain", "text/tab-separated-values"):
+        if ctype in ("text/csv", "text/tab-separated-values"):
             return await run_in_threadpool(_parse_csv_bytes, await request.body())
-        raise RequestError(415, f"unsupported Content-Type {ctype or '(none)'!r}; send "
+        shown = ctype if len(ctype) <= 60 else ctype[:60] + "..."
+        raise RequestError(415, f"unsupported Content-Type {shown or '(none)'!r}; send "
                                 'application/json {"instances": [...]}, text/csv, or a '
-                                "multipart/form-data upload with a 'file' field")
+                                "multipart/form-data upload with a 'file' field",
+                           "Content-Type")
 
-    def _parse_csv_bytes(data: bytes) -> np.ndarray:
+    def _parse_csv_bytes(data: bytes) -> tuple[np.ndarray, list[str]]:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise RequestError(400, "the CSV is not UTF-8 text") from None
-        return parse_csv_text(text, n_ch, n_t, max_instances)
+        lines: list[int] = []
+        X = parse_csv_text(text, n_ch, n_t, max_instances, row_lines=lines)
+        return X, [f"line {k}" for k in lines]
 
     @app.post("/v1/predict", response_model=None, openapi_extra=_predict_openapi(
         n_ch, n_t, max_instances), responses={200: {"model": PredictResponse}, **_ERRORS},
         summary="Predict the class of each series")
     async def predict(request: Request) -> JSONResponse:
         """Labels (in the training label space) and class probabilities, one per series."""
-        X = await _read_series(request)
+        X, fields = await _read_series(request)
         proba = await batcher.predict(X)
+        bad = ~np.isfinite(proba).all(1)
+        if bad.any():  # never a NaN in the answer: the series' scale is beyond the model
+            i = int(np.argmax(bad))
+            biggest = float(np.abs(X[i]).max())
+            raise RequestError(422, f"{fields[i]}'s values overflow the model (largest "
+                                    f"magnitude {biggest:.3g}): its outputs are not finite "
+                                    "numbers; rescale the series (e.g. standardise it)",
+                               fields[i])
         rows = proba.tolist()
         best = proba.argmax(1).tolist()
         return JSONResponse({
