@@ -3,8 +3,9 @@
 Starts ``python -m tsformer serve MODEL_DIR --port 0`` in a subprocess (or targets ``--url``),
 then runs ``--clients`` asyncio+httpx clients back to back for ``--duration`` seconds and prints
 requests/s, series/s, p50/p99 latency and the status counts.  ``--bad-fraction`` mixes in
-malformed requests (wrong length, NaN, non-JSON, too many series), which must all be 4xx.
-Exit status 1 if any request got a 5xx or a transport error.
+malformed requests (wrong length, NaN, non-JSON, too many series, values that overflow the
+model, a 5,000-digit number, text/plain), which must all be 4xx.  Exit status 1 if any request
+got a 5xx or a transport error, or a started server did not stop cleanly (exit 0) on Ctrl-C.
 
 Without MODEL_DIR a FordA-shaped (1 x 500, 2 classes) untrained ``seed`` model is used: the
 cost of a forward pass does not depend on the weights.
@@ -27,8 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
+
+try:
+    import httpx
+except ImportError:  # the test extra's fork of the same API
+    import httpx2 as httpx
 
 
 def make_model(path: Path, n_timepoints: int = 500) -> Path:
@@ -56,12 +61,17 @@ def start_server(model_dir: Path) -> tuple[subprocess.Popen, str]:
 
 def bad_bodies(n_t: int, max_instances: int) -> list[tuple[str, bytes]]:
     ok = [0.1] * n_t
+    overflow = [(1e20, -1e20)[k % 2] for k in range(n_t)]  # valid float32; squares are not
     return [
         ("application/json", json.dumps({"instances": [ok[:-1]]}).encode()),
         ("application/json", ('{"instances": [[NaN' + ",0.1" * (n_t - 1) + "]]}").encode()),
         ("application/json", b'{"instances": [[1, 2,'),
         ("application/json", json.dumps({"instances": [ok] * (max_instances + 1)}).encode()),
         ("text/csv", ("x," * n_t).encode()),
+        ("application/json", json.dumps({"instances": [overflow]}).encode()),
+        ("application/json", ('{"instances": [[1' + "0" * 5000 + ",0.1" * (n_t - 1)
+                              + "]]}").encode()),
+        ("text/plain", ",".join(["0.1"] * n_t).encode()),
     ]
 
 
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of malformed requests (must all be 4xx)")
     args = ap.parse_args(argv)
 
-    proc = None
+    proc, stopped = None, 0
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url
         if url is None:
@@ -142,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             if proc is not None:
                 proc.send_signal(signal.SIGINT)
                 try:
-                    proc.wait(15)
+                    stopped = proc.wait(15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    stopped = -9
     info, st = res["info"], res["statuses"]
     n5 = st.get("5xx", 0)
     errors = sum(v for k, v in st.items() if k.startswith("error") or k.startswith("bad"))
@@ -158,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"latency of 200s: p50 {res['p50']:.1f} ms, p99 {res['p99']:.1f} ms, "
           f"max {res['max']:.1f} ms")
     print(f"5xx: {n5}; transport errors/misclassified refusals: {errors}; healthy after: "
-          f"{res['healthy_after']}")
-    return 0 if n5 == 0 and errors == 0 and res["healthy_after"] else 1
+          f"{res['healthy_after']}" + ("" if proc is None else f"; server exit status after "
+                                       f"Ctrl-C: {stopped}"))
+    return 0 if n5 == 0 and errors == 0 and res["healthy_after"] and stopped == 0 else 1
 
 
 if __name__ == "__main__":
