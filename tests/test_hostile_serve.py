@@ -472,7 +472,8 @@ def test_case_classes_cover_the_issue() -> None:
 
 
 def test_idle_connections_are_closed(live: Live) -> None:
-    """A connection that sends nothing, or nothing after a response, is closed in time."""
+    """A connection that sends nothing, or nothing after a response, is closed in time; one
+    that stalls in the headers of its second request gets a 408."""
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
         t0 = time.monotonic()
         assert _read_response(s, t0 + HEADER_TIMEOUT + SLACK) == b""  # closed, nothing said
@@ -483,6 +484,14 @@ def test_idle_connections_are_closed(live: Live) -> None:
         assert _parse_raw(_read_response(s, t0 + 5)).status == 200
         assert _read_response(s, t0 + 1 + SLACK) == b""  # keep-alive timeout: closed
         assert time.monotonic() - t0 < 1 + SLACK
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+        s.sendall(_http("GET", "/healthz", {"Host": "localhost"}))
+        t0 = time.monotonic()
+        assert _parse_raw(_read_response(s, t0 + 5)).status == 200
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # the next request, stalled mid-headers
+        reply = _parse_raw(_read_response(s, t0 + 1 + HEADER_TIMEOUT + SLACK))
+        assert reply.status == 408 and json.loads(reply.body)["field"] is None
+        assert time.monotonic() - t0 < 1 + HEADER_TIMEOUT + SLACK
 
 
 def test_schema_lists_predict_and_its_refusals(live: Live) -> None:

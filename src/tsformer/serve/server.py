@@ -43,9 +43,10 @@ def _timeout_response(seconds: float) -> bytes:
 def head_timeout_protocol(base: type[asyncio.Protocol], seconds: float) -> type:
     """``base`` (uvicorn's h11 or httptools protocol) with a deadline for request headers.
 
-    The clock starts when a connection opens and again when a response is complete (the
-    next request may come); it stops when a request's headers are in (uvicorn then has a new
-    request cycle).  At the deadline a connection that sent part of a request gets a JSON 408;
+    The clock starts when a connection opens, and again when a response is complete (then
+    with uvicorn's keep-alive timeout added: the client may wait that long before it starts the
+    next request); it stops when a request's headers are in (uvicorn then has a new request
+    cycle).  At the deadline a connection that sent part of a request gets a JSON 408;
     one that sent nothing is closed quietly; either way it is closed.
     """
     response = _timeout_response(seconds)
@@ -67,17 +68,18 @@ def head_timeout_protocol(base: type[asyncio.Protocol], seconds: float) -> type:
                 self._cancel_head_timer()  # a new request's headers are in
 
         def on_response_complete(self) -> None:
-            self._arm_head_timer()  # first: a pipelined request starts a cycle just below
+            # first: a pipelined request starts its cycle in the call below
+            self._arm_head_timer(getattr(self, "timeout_keep_alive", 0))
             super().on_response_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()
             super().connection_lost(exc)
 
-        def _arm_head_timer(self) -> None:
+        def _arm_head_timer(self, idle: float = 0) -> None:
             self._cancel_head_timer()
             self._head_cycle, self._head_bytes = getattr(self, "cycle", None), False
-            self._head_timer = self.loop.call_later(seconds, self._head_expired)
+            self._head_timer = self.loop.call_later(idle + seconds, self._head_expired)
 
         def _cancel_head_timer(self) -> None:
             if self._head_timer is not None:
