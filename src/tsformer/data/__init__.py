@@ -6,8 +6,14 @@ wherever it comes from.  Arrays use aeon's layout ``(n_cases, n_channels, n_time
 float32.  Every user mistake is a one-line :class:`~tsformer.errors.DataError` that names the
 problem and the fix, never a traceback from deep inside numpy.
 
+Nothing is allocated on a file's word: array headers are checked against the file's real
+size, every reader stops at ``$TSFORMER_MAX_VALUES`` values a file (:mod:`.guards`), and a
+value is a number only in a standard spelling (``1_000`` and other digits are refused).
+
 Where things are (each module imports only those above it in this list):
 
+- :mod:`.guards`: the ceilings (:data:`MAX_VALUES_ENV`, :data:`DEFAULT_MAX_VALUES`,
+  :data:`MAX_LABEL_CHARS`) and :func:`is_standard_number`, what a value may look like.
 - :mod:`.labels`: label normalisation, :func:`encode_labels`, :func:`codes_for`,
   :func:`decode_labels`.
 - :mod:`.resampling`: :func:`resample` (unequal lengths to one), :class:`ResampledWarning`,
@@ -31,6 +37,7 @@ from __future__ import annotations
 from .archive import DATA_DIR_ENV, DATA_URL_ENV, KNOWN_DATASETS, data_dir, download_dataset
 from .datasets import Splits, list_datasets, load_dataset
 from .delimited import read_delimited_text
+from .guards import DEFAULT_MAX_VALUES, MAX_LABEL_CHARS, MAX_VALUES_ENV, is_standard_number
 from .labels import codes_for, decode_labels, encode_labels
 from .readers import load_file
 from .resampling import ResampledWarning, resample, stratified_resample
@@ -39,7 +46,10 @@ from .validation import check_X, check_Xy
 __all__ = [
     "DATA_DIR_ENV",
     "DATA_URL_ENV",
+    "DEFAULT_MAX_VALUES",
     "KNOWN_DATASETS",
+    "MAX_LABEL_CHARS",
+    "MAX_VALUES_ENV",
     "Splits",
     "check_X",
     "check_Xy",
@@ -48,6 +58,7 @@ __all__ = [
     "decode_labels",
     "download_dataset",
     "encode_labels",
+    "is_standard_number",
     "list_datasets",
     "load_dataset",
     "load_file",

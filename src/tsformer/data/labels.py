@@ -1,8 +1,10 @@
 """Class labels: one label type per set, codes ``0..K-1`` for the models, and back.
 
 Integers (and integral floats, and integral numbers read as text from a file) become int64;
-other numbers stay float64; strings stay stripped strings.  Missing and mixed-type labels are
-a :class:`~tsformer.errors.DataError`.
+other numbers stay float64; strings stay stripped strings.  Text is a number only in a
+standard spelling (:func:`~.guards.is_standard_number`: ``1_000`` stays the text it is).
+Missing labels (NaN, an empty cell, the text ``nan``) and mixed-type labels are a
+:class:`~tsformer.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -13,21 +15,43 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .guards import is_standard_number
+
+#: Label texts that mean "no label" (compared lower-case, stripped).
+_MISSING_TEXT = ("", "nan", "+nan", "-nan")
 
 
 def _all_integral(a: np.ndarray) -> bool:
     return bool(np.isfinite(a).all() and (a == np.round(a)).all())
 
 
-def _labels_from_text(y: np.ndarray, *, what: str) -> np.ndarray:
-    """Text labels from a file: all integral numbers -> int64, otherwise the strings."""
+def _check_text_present(y: np.ndarray, *, what: str, lines: Sequence[int] | None) -> None:
+    """Refuse empty and ``nan`` labels, naming the line (or the series) of the first."""
+    missing = np.isin(np.char.lower(y), _MISSING_TEXT)
+    if missing.any():
+        i = int(np.argmax(missing))
+        where = f"line {lines[i]}" if lines is not None else f"series {i + 1}"
+        text = "empty" if y[i] == "" else repr(str(y[i]))
+        raise DataError(
+            f"{what}: the label of {where} is missing ({text}); label every series or drop it"
+        )
+
+
+def _labels_from_text(
+    y: np.ndarray, *, what: str, lines: Sequence[int] | None = None
+) -> np.ndarray:
+    """Text labels from a file: all integral numbers -> int64, otherwise the strings.
+
+    ``lines``: the line number of each label, for the message about a missing one.
+    """
     y = np.char.strip(y.astype(str))
-    if (y == "").any():
-        raise DataError(f"{what}: label {int(np.argmax(y == '')) + 1} is empty; label every series")
+    _check_text_present(y, what=what, lines=lines)
     try:
         num = y.astype(np.float64)
     except ValueError:
         return y
+    if not all(is_standard_number(str(v)) for v in np.unique(y)):
+        return y  # '1_000', Arabic-Indic digits: float() reads them, nobody means them
     return num.astype(np.int64) if _all_integral(num) else y
 
 
@@ -42,14 +66,18 @@ def _normalize_labels(y: np.ndarray, *, what: str = "y") -> np.ndarray:
         if np.isnan(y).any():
             raise DataError(f"{what} has missing labels (NaN); label every series or drop it")
         return y.astype(np.int64) if _all_integral(y) else y.astype(np.float64)
-    if kind in "US":
-        return _labels_from_text(y, what=what) if kind == "S" else np.char.strip(y)
+    if kind == "S":
+        return _labels_from_text(y, what=what)
+    if kind == "U":
+        y = np.char.strip(y)
+        _check_text_present(y, what=what, lines=None)
+        return y
     if kind == "O":
         values = list(y)
         if any(v is None or (isinstance(v, float) and v != v) for v in values):
             raise DataError(f"{what} has missing labels (None/NaN); label every series")
         if all(isinstance(v, str) for v in values):
-            return np.char.strip(np.array(values, dtype=str))
+            return _normalize_labels(np.array(values, dtype=str), what=what)
         if all(isinstance(v, (int, float, np.integer, np.floating)) for v in values):
             return _normalize_labels(np.array(values, dtype=np.float64), what=what)
         kinds = sorted({type(v).__name__ for v in values})
