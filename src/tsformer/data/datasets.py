@@ -26,12 +26,14 @@ from .archive import (
     data_dir,
     download_dataset,
 )
+from .guards import shown
 from .labels import _labels_from_text, _normalize_labels
 from .readers import (
     READERS,
     SPLIT_EXTENSIONS,
     _peek,
-    _read_npz,
+    _read_npz_split,
+    _stat_regular_file,
     _unsupported_ext_message,
     load_file,
 )
@@ -82,11 +84,18 @@ def load_dataset(
     the data is already somewhere on the machine.
     """
     path = Path(os.fspath(name_or_path)).expanduser()
-    if path.exists():
-        return _load_path(path)
     text = os.fspath(name_or_path)
+    try:
+        found = path.exists() or path.is_symlink()  # a broken link: load_file says so
+    except (OSError, ValueError) as e:  # a name too long, a NUL character
+        raise DataError(
+            f"file or directory not found: {shown(text, 200)} is not a usable path "
+            f"({getattr(e, 'strerror', None) or 'invalid'}); check it"
+        ) from None
+    if found:
+        return _load_path(path)
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(text):
-        raise DataError(f"file or directory not found: {text}; check the path")
+        raise DataError(f"file or directory not found: {shown(text, 200)}; check the path")
     name = text.strip()
     if not name:
         raise DataError("empty dataset name; pass an archive name such as 'FordA' or a file path")
@@ -192,13 +201,14 @@ def _load_pair(train: Path, test: Path, *, name: str, source: str) -> Splits:
 
 
 def _load_split_npz(path: Path) -> Splits:
-    arrays = _read_npz(path)
-    missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in arrays]
-    if missing:
+    _stat_regular_file(path)
+    try:
+        arrays = _read_npz_split(path)
+    except OSError as e:
         raise DataError(
-            f"{path.name} lacks {', '.join(missing)} (it has {', '.join(sorted(arrays)) or 'no'}"
-            " arrays); a split .npz needs X_train, y_train, X_test and y_test"
-        )
+            f"cannot read {shown(str(path), 200)} ({e.strerror or e}); check that it exists "
+            "and that you may read it"
+        ) from None
     X_train = check_X(arrays["X_train"], what=f"{path.name}[X_train]")
     X_test = check_X(arrays["X_test"], what=f"{path.name}[X_test]")
     return _make_splits(

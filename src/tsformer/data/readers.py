@@ -11,12 +11,17 @@ memory) is :mod:`.delimited`.
 
 from __future__ import annotations
 
-import io
+import csv
+import errno
+import math
 import os
+import re
+import stat
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 import numpy as np
 
@@ -25,9 +30,18 @@ from .delimited import (
     XY,
     Shape,
     _count_lines,
+    _first_line,
     _peek_delimited_file,
     _read_delimited_file,
-    is_number,
+    _utf8_error,
+)
+from .guards import (
+    MAX_LABEL_CHARS,
+    check_labels,
+    check_values,
+    is_standard_number,
+    max_values,
+    shown,
 )
 from .labels import _labels_from_text, _normalize_labels
 from .resampling import _check_length, _resampled
@@ -38,7 +52,7 @@ from .validation import check_X
 
 def _unsupported_ext_message(path: Path) -> str:
     return (
-        f"unsupported file type '{path.suffix or '(none)'}' for {path.name}; "
+        f"unsupported file type '{shown(path.suffix) or '(none)'}' for {shown(path.name)}; "
         f"supported: {', '.join(FILE_EXTENSIONS)}"
     )
 
@@ -58,94 +72,288 @@ def load_file(
     saying so.  Equal-length files are returned as they are, whatever ``length`` says
     (a padded or ``@equalLength false`` file whose series share one length is resampled only
     if ``length`` differs from it).
+
+    Nothing is allocated on a file's word: array headers are checked against the file's
+    size, and no file may hold more than :func:`~.guards.max_values` values
+    (``$TSFORMER_MAX_VALUES``).
     """
     path = Path(os.fspath(path)).expanduser()
     if length is not None:
         _check_length(length)
-    if not path.exists():
-        raise DataError(f"file not found: {path}; check the path")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory; pass a file (load_dataset reads directories)")
+    st = _stat_regular_file(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(_unsupported_ext_message(path))
+    if st.st_size == 0:
+        raise DataError(f"{shown(str(path), 200)} is empty; it holds no series")
     try:
-        if path.stat().st_size == 0:
-            raise DataError(f"{path} is empty; it holds no series")
+        return reader.read(path, labels, length)
+    except OSError as e:  # e.g. EACCES on open, EIO while reading, a file that vanished
+        raise DataError(
+            f"cannot read {shown(str(path), 200)} ({e.strerror or _first_line(e)}); check that "
+            "it exists and that you may read it"
+        ) from None
+    except MemoryError:
+        raise DataError(
+            f"{shown(path.name)} needs more memory than this machine can give; load a smaller "
+            "file, or split it"
+        ) from None
+
+
+def _stat_regular_file(path: Path) -> os.stat_result:
+    """``path``'s stat, or a DataError saying why it is not a regular file one can read."""
+    name = shown(str(path), 200)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataError(
+                f"{name} is a symbolic link to nothing; fix the link or pass the file itself"
+            ) from None
+        raise DataError(f"file not found: {name}; check the path") from None
     except OSError as e:
-        raise DataError(f"cannot read {path} ({e.strerror or e}); check its permissions") from None
-    return reader.read(path, labels, length)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+        if e.errno == errno.ELOOP:
+            raise DataError(
+                f"{name} is a loop of symbolic links; pass the file itself"
+            ) from None
+        if e.errno == errno.ENAMETOOLONG:
+            raise DataError(
+                f"file not found: the name {name} is too long; check the path"
+            ) from None
+        raise DataError(
+            f"cannot read {name} ({e.strerror or _first_line(e)}); check the path and its "
+            "permissions"
+        ) from None
+    except ValueError:  # an embedded NUL character
+        raise DataError(f"file not found: {name} is not a valid path; check it") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{name} is a directory; pass a file (load_dataset reads directories)")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(
+            f"{name} is not a regular file (a pipe, socket or device); save the data to a file "
+            "and pass that"
+        )
+    return st
 
 
 # --------------------------------------------------------------------------- .npy / .npz
 
+_NPY_MAGIC = b"\x93NUMPY"
+#: What the .npy members may hold: X numbers; y numbers or text (labels).
+_X_KINDS, _Y_KINDS = "biuf", "biufUS"
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+#: What zipfile and numpy raise on a corrupt archive or array.
+_CORRUPT = (ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error,
+            NotImplementedError, RuntimeError, TypeError, SyntaxError, RecursionError)
 
-def _check_magic(path: Path, magic: bytes, what: str) -> None:
-    """np.load falls back to pickle for unknown bytes; say plainly what the file is not."""
-    with open(path, "rb") as f:
-        if f.read(len(magic)) != magic:
-            raise DataError(f"{path} is not {what}; check the file and its extension")
+
+def _size(n: int) -> str:
+    if n >= 1 << 70:
+        return "over a zebibyte"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # not reached
+
+
+def _dtype_problem(dtype: np.dtype, kinds: str) -> str | None:
+    """Why an array of ``dtype`` is refused (None: it is not)."""
+    if dtype.hasobject:
+        return (f"holds Python objects (dtype {dtype}), which only unpickling could read and "
+                "tsformer never unpickles; save plain numbers: np.save(path, "
+                "X.astype(np.float32))")
+    if dtype.kind in kinds:
+        return None
+    if dtype.kind == "c":
+        return "is complex; save real values (e.g. np.abs(X) or X.real)"
+    if dtype.kind in "US":
+        return (f"holds text (dtype {dtype}), not numbers; convert it before saving: "
+                "X.astype(np.float32)")
+    if dtype.kind in "Mm":
+        return f"holds dates or times (dtype {dtype}), not numbers; save the values themselves"
+    if dtype.kind == "V":
+        return (f"holds records (a structured dtype {dtype}), not numbers; save one plain "
+                "array of numbers")
+    return f"has dtype {dtype}, which is not numbers; save it as float32"
+
+
+def _check_npy_header(f: IO[bytes], what: str, available: int, role: str) -> None:
+    """Read the .npy header at ``f``'s position and check it before any array exists.
+
+    ``available``: the bytes the file (or zip member) really has after its start; the
+    header's claim (shape x itemsize) must fit in them, and the values (for ``role`` "X") or
+    labels ("y") must be under the ceilings.  Uses numpy's own header parser.
+    """
+    start = f.tell()
+    if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+        raise DataError(f"{what} is not an .npy array (np.save); check the file and its extension")
+    f.seek(start)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise DataError(
+                f"{what} is an .npy array of format version {version[0]}.{version[1]}, used for "
+                "records with unusual field names; save plain numbers with np.save"
+            )
+    except DataError:
+        raise
+    except Exception as e:  # numpy's header parser (ast, tokenize) may raise anything
+        raise DataError(
+            f"{what} is not a readable .npy array (bad header: {_first_line(e)[:120]}); save it "
+            "again with np.save"
+        ) from None
+    problem = _dtype_problem(dtype, _X_KINDS if role == "X" else _Y_KINDS)
+    if problem:
+        raise DataError(f"{what} {problem}")
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise DataError(f"{what} has an impossible shape {shape} in its header; save it again")
+    count = math.prod(shape)  # a Python int: no overflow
+    claimed = count * dtype.itemsize
+    have = available - (f.tell() - start)
+    if claimed > have:
+        raise DataError(
+            f"{what} claims shape {shape} of {dtype} ({_size(claimed)}) but holds "
+            f"{_size(max(have, 0))} of data; the file is truncated or corrupt: save it again"
+        )
+    check_values(count, what)
+    if role == "y":
+        chars = dtype.itemsize // 4 if dtype.kind == "U" else dtype.itemsize
+        if dtype.kind in "US" and chars > MAX_LABEL_CHARS:
+            raise DataError(
+                f"{what} holds labels of up to {chars:,} characters, over the limit of "
+                f"{MAX_LABEL_CHARS}; a label is a class name"
+            )
 
 
 def _read_npy(path: Path, labels: bool | None, length: int | None = None) -> XY:
+    name = shown(path.name)
     if labels:
         raise DataError(
-            f"{path.name} is an .npy file, which holds only X; "
+            f"{name} is an .npy file, which holds only X; "
             "save X and y together in an .npz: np.savez(path, X=X, y=y)"
         )
-    _check_magic(path, b"\x93NUMPY", "an .npy array (np.save)")
-    try:
-        X = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path} is not a readable .npy array ({_first_line(e)})") from None
-    return check_X(X, what=path.name), None
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        _check_npy_header(f, shown(str(path), 200), size, "X")
+        f.seek(0)
+        try:
+            X = np.lib.format.read_array(f, allow_pickle=False)
+        except _CORRUPT as e:
+            raise DataError(
+                f"{shown(str(path), 200)} is not a readable .npy array ({_first_line(e)[:120]})"
+            ) from None
+    return check_X(X, what=name), None
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    _check_magic(path, b"PK", "an .npz archive (np.savez)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(
-            f"{path} is not a readable .npz archive of plain arrays ({_first_line(e)}); "
-            "save it with np.savez(path, X=X, y=y) (no object arrays)"
-        ) from None
+class _Npz:
+    """An .npz archive read member by member through zipfile: each member's header is
+    checked against the member's real size and the ceilings before its array exists, and
+    only the members asked for are read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.name = path, shown(path.name)
+        full = shown(str(path), 200)
+        with open(path, "rb") as f:
+            if f.read(2) != b"PK":
+                raise DataError(f"{full} is not an .npz archive (np.savez); check the file and "
+                                "its extension")
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (OSError, MemoryError):
+            raise
+        except Exception as e:  # zipfile's parser: BadZipFile, struct.error, IndexError...
+            raise DataError(
+                f"{full} is not a readable .npz archive ({_first_line(e)[:120]}); save it "
+                "with np.savez(path, X=X, y=y)"
+            ) from None
+        self.members = {
+            (info.filename[:-4] if info.filename.endswith(".npy") else info.filename): info
+            for info in self.zip.infolist()
+            if not info.filename.endswith("/")  # (ZipInfo.is_dir fails on an empty name)
+        }
+
+    def __enter__(self) -> _Npz:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.zip.close()
+
+    def keys(self) -> list[str]:
+        return sorted(self.members)
+
+    def load(self, key: str, role: str) -> np.ndarray:
+        """The array ``key`` (``role`` "X": numbers; "y": labels)."""
+        info = self.members[key]
+        what = f"{self.name}[{key}]"
+        if info.flag_bits & 0x1:
+            raise DataError(f"{what} is encrypted; save the arrays with np.savez, no password")
+        if info.compress_type not in _ZIP_METHODS:
+            raise DataError(
+                f"{what} is compressed with a method Python cannot read (zip method "
+                f"{info.compress_type}); save it with np.savez or np.savez_compressed"
+            )
+        try:
+            with self.zip.open(info) as f:
+                _check_npy_header(f, what, info.file_size, role)
+            with self.zip.open(info) as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
+        except (DataError, OSError, MemoryError):
+            raise
+        except Exception as e:  # zipfile's and numpy's parsers on a corrupt member
+            raise DataError(
+                f"{what} is not a readable array ({_first_line(e)[:120]}); save the archive "
+                "again with np.savez(path, X=X, y=y)"
+            ) from None
 
 
 def _read_npz_set(path: Path, labels: bool | None, length: int | None = None) -> XY:
-    arrays = _read_npz(path)
-    xkey = next((k for k in ("X", "x") if k in arrays), None)
-    if xkey is None:
-        if "X_train" in arrays:
+    with _Npz(path) as z:
+        name = z.name
+        xkey = next((k for k in ("X", "x") if k in z.members), None)
+        if xkey is None:
+            if "X_train" in z.members:
+                raise DataError(
+                    f"{name} holds a train/test split (X_train, X_test); "
+                    "load it with load_dataset(path)"
+                )
+            have = ", ".join(shown(k, 40) for k in z.keys()[:10]) or "none"
             raise DataError(
-                f"{path.name} holds a train/test split (X_train, X_test); "
-                "load it with load_dataset(path)"
+                f"{name} has no 'X' array (it has {have}); save it with np.savez(path, X=X, y=y)"
             )
-        raise DataError(
-            f"{path.name} has no 'X' array (it has {', '.join(sorted(arrays)) or 'none'}); "
-            "save it with np.savez(path, X=X, y=y)"
-        )
-    X = check_X(arrays[xkey], what=f"{path.name}[{xkey}]")
-    ykey = next((k for k in ("y", "Y") if k in arrays), None)
-    if labels is False:
-        return X, None
-    if ykey is None:
-        if labels:
-            raise DataError(f"{path.name} has no 'y' array of labels; save it with y=...")
-        return X, None
-    y = np.asarray(arrays[ykey])
+        X = check_X(z.load(xkey, "X"), what=f"{name}[{xkey}]")
+        ykey = next((k for k in ("y", "Y") if k in z.members), None)
+        if labels is False:
+            return X, None
+        if ykey is None:
+            if labels:
+                raise DataError(f"{name} has no 'y' array of labels; save it with y=...")
+            return X, None
+        y = z.load(ykey, "y")
     if y.ndim != 1 or len(y) != len(X):
         raise DataError(
-            f"{path.name}: 'y' has shape {y.shape} but X has {len(X)} series; "
+            f"{name}: 'y' has shape {y.shape} but X has {len(X)} series; "
             "y must be 1-D with one label per series"
         )
-    return X, _normalize_labels(y, what=f"{path.name}[{ykey}]")
+    return X, _normalize_labels(y, what=f"{name}[{ykey}]")
+
+
+def _read_npz_split(path: Path) -> dict[str, np.ndarray]:
+    """X_train, y_train, X_test, y_test of a split .npz (other members are not read)."""
+    with _Npz(path) as z:
+        want = ("X_train", "y_train", "X_test", "y_test")
+        missing = [k for k in want if k not in z.members]
+        if missing:
+            have = ", ".join(shown(k, 40) for k in z.keys()[:10]) or "no"
+            raise DataError(
+                f"{z.name} lacks {', '.join(missing)} (it has {have} arrays); a split .npz "
+                "needs X_train, y_train, X_test and y_test"
+            )
+        return {k: z.load(k, k[0]) for k in want}
 
 
 def _peek_npz(path: Path) -> Shape:
@@ -165,136 +373,233 @@ def _peek_npz(path: Path) -> Shape:
 # --------------------------------------------------------------------------- .ts
 
 
-def _ts_lines(f: io.TextIOBase) -> Iterator[tuple[int, str]]:
+#: A character no number, ',' or ':' of a .ts row has (nan, inf, infinity in any case).
+_TS_NOT_NUMERIC = re.compile(r"[^0-9.,:+\-eEnNaAiIfFtTyY \t]")
+
+
+class _TsRow(NamedTuple):
+    lineno: int
+    channels: int
+    length: int
+
+
+def _ts_data(f: IO[str]) -> Iterator[tuple[int, str]]:
+    """``(line number, stripped line)`` of the non-blank, non-comment lines."""
     for lineno, raw in enumerate(f, 1):
         line = raw.strip()
         if line and not line.startswith("#"):
             yield lineno, line
 
 
+def _channel_lengths(values: str) -> list[int] | np.ndarray:
+    """Values per channel of ``"1,2,3:4,5,6"``; a row of many channels without a string per
+    channel (a row may hold a million): separators found in the row's bytes."""
+    if values.count(":") < 64:
+        return [text.count(",") + 1 for text in values.split(":")]
+    b = np.frombuffer(values.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    colons = np.flatnonzero(b == ord(":"))
+    commas = np.flatnonzero(b == ord(","))
+    before = np.searchsorted(commas, colons)  # commas before each channel's end
+    return np.diff(before, prepend=0, append=len(commas)) + 1
+
+
+def _first_other(lengths: list[int] | np.ndarray, expected: int) -> int | None:
+    """The first channel whose length is not ``expected``."""
+    if isinstance(lengths, np.ndarray):
+        odd = np.flatnonzero(lengths != expected)
+        return int(odd[0]) if odd.size else None
+    return next((i for i, k in enumerate(lengths) if k != expected), None)
+
+
 def _read_ts(path: Path, labels: bool | None, length: int | None = None) -> XY:
-    """The sktime/UEA ``.ts`` format: ``@`` headers, ``@data``, rows ``ch1:ch2:...:label``."""
+    """The sktime/UEA ``.ts`` format: ``@`` headers, ``@data``, rows ``ch1:ch2:...:label``.
+
+    Two passes: the first checks the layout row by row (channels, lengths, labels, the
+    ceiling) keeping only a few numbers a row; the second parses the values with
+    ``np.loadtxt``, which reads numbers in standard spellings only.
+    """
+    try:
+        return _read_ts_checked(path, labels, length)
+    except UnicodeDecodeError:
+        raise _utf8_error(path) from None
+
+
+def _read_ts_checked(path: Path, labels: bool | None, length: int | None) -> XY:
+    name = shown(path.name)
     has_labels = False
     equal_length = True
-    series: list[list[str]] = []
+    dimensions: int | None = None
+    rows: list[_TsRow] = []
     ys: list[str] = []
-    first_row: tuple[int, int, int] | None = None  # line, channels, length
-    in_data = False
-    try:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in _ts_lines(f):
-                if not in_data:
-                    if not line.startswith("@"):
-                        raise DataError(
-                            f"{path.name} line {lineno}: expected an @header line or @data before "
-                            "the series; is this a .ts file?"
-                        )
-                    key, _, value = line[1:].partition(" ")
-                    key, value = key.lower(), value.strip().lower()
-                    if key == "data":
-                        in_data = True
-                    elif key == "timestamps" and value.startswith("true"):
-                        raise DataError(
-                            f"{path.name}: '@timestamps true' is not supported; "
-                            "give the values only, one comma-separated list per channel"
-                        )
-                    elif key == "equallength" and value.startswith("false"):
-                        equal_length = False  # resampled below, as the file declares
-                    elif key == "targetlabel" and value.startswith("true"):
-                        raise DataError(
-                            f"{path.name} has regression targets (@targetLabel); "
-                            "tsformer classifies, it needs @classLabel"
-                        )
-                    elif key == "classlabel":
-                        has_labels = value.startswith("true")
-                    continue
-                if "?" in line:
+    total, limit = 0, max_values()
+    data_start = 0
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in _ts_data(f):
+            if not data_start:
+                if not line.startswith("@"):
                     raise DataError(
-                        f"{path.name} line {lineno} has missing values ('?'); missing values "
-                        "are not supported yet: fill or drop those series"
+                        f"{name} line {lineno}: expected an @header line or @data before "
+                        "the series; is this a .ts file?"
                     )
-                fields = line.split(":")
-                if has_labels:
-                    if len(fields) < 2:
-                        raise DataError(
-                            f"{path.name} line {lineno} has no class label; @classLabel true "
-                            "means each row ends with ':label'"
-                        )
-                    ys.append(fields.pop().strip())
-                series_len = fields[0].count(",") + 1
-                if first_row is None:
-                    first_row = (lineno, len(fields), series_len)
-                elif len(fields) != first_row[1]:
+                key, _, value = line[1:].partition(" ")
+                key, value = key.lower(), value.strip().lower()
+                if key == "data":
+                    data_start = lineno
+                elif key == "timestamps" and value.startswith("true"):
                     raise DataError(
-                        f"{path.name} line {lineno} has {len(fields)} channel(s) but line "
-                        f"{first_row[0]} has {first_row[1]}; every series needs the same channels"
+                        f"{name}: '@timestamps true' is not supported; "
+                        "give the values only, one comma-separated list per channel"
                     )
-                for ch, text in enumerate(fields):
-                    n = series_len if ch == 0 else text.count(",") + 1
-                    if equal_length and n != first_row[2]:
-                        raise DataError(
-                            f"{path.name} line {lineno}, channel {ch + 1} has length {n} but line "
-                            f"{first_row[0]} has {first_row[2]}; declare @equalLength false if "
-                            "the series' lengths differ (they are then resampled to one length)"
-                        )
-                    if n != series_len:
-                        raise DataError(
-                            f"{path.name} line {lineno}, channel {ch + 1} has length {n} but "
-                            f"channel 1 has {series_len}; the channels of a series must have "
-                            "one length"
-                        )
-                series.append(fields)
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a UTF-8 text .ts file") from None
-    if not in_data:
-        raise DataError(f"{path.name} has no @data line; a .ts file is @headers, @data, rows")
-    if not series or first_row is None:
-        raise DataError(f"{path} has no series after @data")
+                elif key == "equallength" and value.startswith("false"):
+                    equal_length = False  # resampled below, as the file declares
+                elif key == "targetlabel" and value.startswith("true"):
+                    raise DataError(
+                        f"{name} has regression targets (@targetLabel); "
+                        "tsformer classifies, it needs @classLabel"
+                    )
+                elif key == "classlabel":
+                    has_labels = value.startswith("true")
+                elif key == "dimensions" and value.isascii() and value.isdigit():
+                    dimensions = int(value[:30])
+                continue
+            if "?" in line:
+                raise DataError(
+                    f"{name} line {lineno} has missing values ('?'); missing values "
+                    "are not supported yet: fill or drop those series"
+                )
+            values = line
+            if has_labels:
+                values, sep, label = line.rpartition(":")
+                if not sep:
+                    raise DataError(
+                        f"{name} line {lineno} has no class label; @classLabel true "
+                        "means each row ends with ':label'"
+                    )
+                label = label.strip()
+                if len(label) > MAX_LABEL_CHARS:
+                    check_labels(len(label), 1, 0, lambda n=lineno: f"{name} line {n}")
+                ys.append(label)
+            # the ceiling first: the row's values, counted without splitting it
+            total += values.count(",") + values.count(":") + 1
+            if total > limit:
+                check_values(total, name)
+            if _TS_NOT_NUMERIC.search(values):  # junk, '1_000', other digits: say where
+                raise _ts_cell_error(name, lineno, values) or DataError(
+                    f"{name} line {lineno} holds characters that are not numbers; series "
+                    "values must be numbers in a standard spelling"
+                )
+            lengths = _channel_lengths(values)
+            n = int(lengths[0])
+            row = _TsRow(lineno, len(lengths), n)
+            first = rows[0] if rows else row
+            if row.channels != first.channels:
+                raise DataError(
+                    f"{name} line {lineno} has {row.channels} channel(s) but line "
+                    f"{first.lineno} has {first.channels}; every series needs the same channels"
+                )
+            if dimensions is not None and row.channels != dimensions:
+                raise DataError(
+                    f"{name} declares @dimensions {dimensions} but line {lineno} has "
+                    f"{row.channels} channel(s); fix the header or the data"
+                )
+            ch = _first_other(lengths, first.length if equal_length else n)
+            if ch is not None:
+                if equal_length:
+                    raise DataError(
+                        f"{name} line {lineno}, channel {ch + 1} has length {lengths[ch]} but "
+                        f"line {first.lineno} has {first.length}; declare @equalLength false if "
+                        "the series' lengths differ (they are then resampled to one length)"
+                    )
+                raise DataError(
+                    f"{name} line {lineno}, channel {ch + 1} has length {lengths[ch]} but "
+                    f"channel 1 has {n}; the channels of a series must have one length"
+                )
+            rows.append(row)
+    if not data_start:
+        raise DataError(f"{name} has no @data line; a .ts file is @headers, @data, rows")
+    if not rows:
+        raise DataError(f"{shown(str(path), 200)} has no series after @data")
     if labels and not has_labels:
         raise DataError(
-            f"{path.name} has no class labels (@classLabel false); training data needs labels"
+            f"{name} has no class labels (@classLabel false); training data needs labels"
         )
-    n, c, t = len(series), first_row[1], first_row[2]
-    try:
-        if equal_length:
-            flat = ",".join(",".join(fields) for fields in series)
-            X = np.array(flat.split(","), dtype=np.float64).reshape(n, c, t)
-        else:
-            parts = [np.array([text.split(",") for text in fields], dtype=np.float64)
-                     for fields in series]
-    except ValueError:
-        _raise_ts_cell_error(path, series)
-    if equal_length:
-        bad = ~np.isfinite(X)
-        if bad.any():
-            _raise_ts_missing(path, *np.argwhere(bad)[0])
-    else:
-        for i, part in enumerate(parts):  # before resampling, to name the series' own point
-            if not np.isfinite(part).all():
-                _raise_ts_missing(path, i, *np.argwhere(~np.isfinite(part))[0])
-        X = _resampled(parts, length, path.name)
-    X = check_X(X, what=path.name)
-    y = _labels_from_text(np.array(ys), what=f"labels in {path.name}") if has_labels else None
+    y = None
+    if has_labels:
+        longest = max(range(len(ys)), key=lambda i: len(ys[i]))
+        check_labels(len(ys[longest]), len(ys), path.stat().st_size,
+                     lambda: f"{name} line {rows[longest].lineno}")
+        y = _labels_from_text(np.array(ys), what=f"labels in {name}",
+                              lines=[r.lineno for r in rows])
+    X = _ts_values(path, name, rows, data_start, has_labels, equal_length, length)
     return X, (y if labels is not False else None)
 
 
-def _raise_ts_missing(path: Path, i: int, ch: int, tt: int):
-    raise DataError(
-        f"{path.name} series {i + 1}, channel {ch + 1}, timepoint {tt + 1} is NaN or "
-        "infinite; missing values are not supported yet: fill or drop those series"
-    )
+def _ts_value_lines(f: IO[str], data_start: int, has_labels: bool) -> Iterator[str]:
+    """The value part of each data row, channels joined by ',' (what loadtxt reads)."""
+    for lineno, line in _ts_data(f):
+        if lineno > data_start:
+            if has_labels:
+                line = line.rpartition(":")[0]
+            yield line.replace(":", ",")
 
 
-def _raise_ts_cell_error(path: Path, series: list[list[str]]):
-    for i, fields in enumerate(series):
-        for ch, text in enumerate(fields):
-            for t, cell in enumerate(text.split(",")):
-                if not is_number(cell):
-                    raise DataError(
-                        f"{path.name} series {i + 1}, channel {ch + 1}, value {t + 1}: "
-                        f"non-numeric value {cell.strip()[:40]!r}; series values must be numbers"
-                    )
-    raise DataError(f"could not parse the values in {path.name}")
+def _ts_values(path: Path, name: str, rows: list[_TsRow], data_start: int, has_labels: bool,
+               equal_length: bool, length: int | None) -> np.ndarray:
+    c = rows[0].channels
+    X, parts = None, None
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = _ts_value_lines(f, data_start, has_labels)
+            if equal_length:
+                X = _loadtxt_values(lines).reshape(len(rows), c, rows[0].length)
+            else:
+                parts = [_loadtxt_values([line]).reshape(c, r.length)
+                         for line, r in zip(lines, rows, strict=False)]
+    except ValueError:
+        _raise_ts_cell_error(path, name, data_start, has_labels)
+    # before resampling, to name the series' own point; equal lengths: one check first
+    series = parts if parts is not None else ([] if np.isfinite(X).all() else X)
+    for i, part in enumerate(series):
+        bad = ~np.isfinite(part)
+        if bad.any():
+            ch, t = np.argwhere(bad)[0]
+            raise DataError(
+                f"{name} line {rows[i].lineno}, channel {ch + 1}, timepoint {t + 1} is NaN or "
+                "infinite; missing values are not supported yet: fill or drop those series"
+            )
+    if parts is not None:
+        X = _resampled(parts, length, name)
+    return check_X(X, what=name)
+
+
+def _loadtxt_values(lines) -> np.ndarray:
+    return np.loadtxt(lines, delimiter=",", dtype=np.float64, comments=None, ndmin=2,
+                      quotechar=None)
+
+
+def _ts_cell_error(name: str, lineno: int, values: str) -> DataError | None:
+    """The first value of a row that is not a standard number, with its place."""
+    for ch, text in enumerate(values.split(":")):
+        for t, cell in enumerate(text.split(",")):
+            if not is_standard_number(cell):
+                return DataError(
+                    f"{name} line {lineno}, channel {ch + 1}, value {t + 1}: non-numeric "
+                    f"value {cell.strip()[:40]!r}; series values must be numbers in a "
+                    "standard spelling (digits 0-9, '.', an exponent)"
+                )
+    return None
+
+
+def _raise_ts_cell_error(path: Path, name: str, data_start: int, has_labels: bool):
+    """The first value of the file that is not a standard number (loadtxt refused one)."""
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in _ts_data(f):
+            if lineno > data_start:
+                error = _ts_cell_error(name, lineno, line.rpartition(":")[0] if has_labels
+                                       else line)
+                if error is not None:
+                    raise error
+    raise DataError(f"could not parse the values in {name}; check the numbers after @data")
 
 
 def _peek_ts(path: Path) -> Shape:
@@ -355,5 +660,5 @@ def _peek(path: Path) -> Shape:
         return None, None, None
     try:
         return reader.peek(path)
-    except (OSError, ValueError, IndexError, StopIteration, zipfile.BadZipFile):
+    except (OSError, ValueError, IndexError, StopIteration, zipfile.BadZipFile, csv.Error):
         return None, None, None
