@@ -667,6 +667,21 @@ def test_failed_download_leaves_nothing(
     assert list(isolated.iterdir()) == []  # temp zip and temp dir removed too
 
 
+def test_download_that_would_fill_the_disk_is_refused_before_extracting(
+    archive, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tsformer.data import archive as archive_module
+
+    base, files = archive
+    files["/BasicMotions.zip"] = _dataset_zip("BasicMotions", subfolder=False)
+    monkeypatch.setenv(data.DATA_URL_ENV, base)
+    real = archive_module.shutil.disk_usage
+    monkeypatch.setattr(archive_module.shutil, "disk_usage",
+                        lambda p: real(p)._replace(free=100))
+    _raises(data.load_dataset, "BasicMotions", progress=False, match="MiB free")
+    assert list(isolated.iterdir()) == []
+
+
 def test_offline_message(isolated: Path) -> None:
     url = data.archive._data_url()  # the autouse fixture points it at a closed port
     msg = _raises(data.load_dataset, "GunPoint", progress=False, match="could not download")

@@ -14,6 +14,7 @@ import importlib.util
 import io
 import os
 import shutil
+import struct
 import tempfile
 import urllib.error
 import urllib.request
@@ -250,12 +251,16 @@ def download_dataset(name: str, *, progress: bool = True) -> Path:
             _fetch(url, out, canonical, progress)
         try:
             with zipfile.ZipFile(tmp_zip) as z:
+                _check_room(z, root, canonical, url)
                 broken = z.testzip()
                 if broken is not None:
                     raise _download_error(canonical, url, f"corrupt archive member {broken}")
                 tmp_dir = Path(tempfile.mkdtemp(dir=root, prefix=f".{canonical}-"))
                 _extract_splits(z, tmp_dir, canonical)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as e:
+        except DataError:  # already says what is wrong (a ValueError too: not caught below)
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, struct.error,
+                IndexError, ValueError, NotImplementedError, RuntimeError) as e:
             raise _download_error(
                 canonical, url, f"not a valid zip archive, corrupt or truncated: {_first_line(e)}"
             ) from None
@@ -307,18 +312,40 @@ def _fetch(url: str, out: io.BufferedWriter, name: str, progress: bool) -> None:
         raise _download_error(name, url, f"cut short: got {got} of {total} bytes")
 
 
+def _split_members(z: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
+    """The ``{name}_TRAIN``/``{name}_TEST`` members of an archive zip (any folder)."""
+    members = []
+    for info in z.infolist():
+        if info.filename.endswith("/"):  # a directory (ZipInfo.is_dir fails on an empty name)
+            continue
+        kind = _split_kind(Path(Path(info.filename.replace("\\", "/")).name))
+        if kind is not None and kind[0].lower() == name.lower():
+            members.append(info)
+    return members
+
+
+def _check_room(z: zipfile.ZipFile, root: Path, name: str, url: str) -> None:
+    """Refuse, before extracting, split files that would not fit on the disk (the sizes a
+    zip declares are the most it may extract: zipfile stops there)."""
+    need = sum(info.file_size for info in _split_members(z, name))
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        return
+    if need > free:
+        raise _download_error(
+            name, url, f"its files would take {need / 2**20:,.0f} MiB but {root} has "
+            f"{free / 2**20:,.0f} MiB free"
+        )
+
+
 def _extract_splits(z: zipfile.ZipFile, target: Path, name: str) -> None:
     """Extract the ``{name}_TRAIN``/``{name}_TEST`` files flat into ``target``.
 
     Archives differ (files at the top or in a sub-folder, extra .arff/.txt); only base names
     are used, so a member path can never escape ``target``.
     """
-    for info in z.infolist():
-        if info.is_dir():
-            continue
+    for info in _split_members(z, name):
         base = Path(info.filename.replace("\\", "/")).name
-        kind = _split_kind(Path(base))
-        if kind is None or kind[0].lower() != name.lower():
-            continue
         with z.open(info) as src, open(target / base, "wb") as dst:
             shutil.copyfileobj(src, dst, _CHUNK)
