@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -310,8 +311,10 @@ def fit(
     if resume is not None and resume.rows:
         history = History(rows=[dict(r) for r in resume.rows], best_epoch=resume.best_epoch)
         start = len(history.rows) + 1
-        for _ in range((start - 1) * steps):
-            sched.step()  # the schedule where the run stopped
+        with warnings.catch_warnings():  # stepping the schedule alone, on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range((start - 1) * steps):
+                sched.step()  # the schedule where the run stopped
         for _ in range(start - 1):
             torch.randperm(len(Xt), generator=gen)  # and the data order it would have seen
         monitor_key = "val_loss" if Xvt is not None else "loss"
