@@ -98,6 +98,24 @@ def _page(browser, base_url: str):
     return page, failed
 
 
+def test_the_page_shows_a_prediction_of_the_first_example_on_load(browser, base_url: str
+                                                                  ) -> None:
+    import httpx2 as httpx
+
+    sample = httpx.get(f"{base_url}/v1/sample").json()
+    expected = httpx.post(f"{base_url}/v1/predict",
+                          json={"instances": [sample["series"][0]]}).json()["predictions"][0]
+    page, failed = _page(browser, base_url)
+    try:
+        page.wait_for_selector("#result[data-state=done]", timeout=15_000)  # no click
+        assert page.text_content("#predicted-label") == str(expected["label"])
+        assert page.text_content("#true-label") == str(sample["labels"][0])
+        assert page.locator("#plot svg polyline").count() == 1
+        assert not failed
+    finally:
+        page.close()
+
+
 def test_example_prediction_matches_api(browser, base_url: str) -> None:
     import httpx2 as httpx
 

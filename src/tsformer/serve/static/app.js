@@ -67,7 +67,7 @@ function renderSample() {
     sel.append(el("option", { value: String(i) }, `example ${i + 1} (true class ${label})`));
   });
   $("example-controls").hidden = false;
-  sel.addEventListener("change", () => plot(sample.series[Number(sel.value)]));
+  sel.addEventListener("change", () => run(predictExample));
   plot(sample.series[0]);
 }
 
@@ -247,6 +247,10 @@ async function init() {
     try { sample = await api("/v1/sample"); } catch (_) { sample = null; }
   }
   renderSample();
+  if (sample) {
+    // a first prediction on load, so the page shows what it does before any click
+    await run(predictExample);
+  }
   document.body.dataset.ready = "true";
 }
 
