@@ -21,7 +21,8 @@ Where things are (each module imports only those above it in this list):
 - :mod:`.validation`: :func:`check_X`, :func:`check_Xy` for arrays in memory.
 - :mod:`.delimited`: .tsv/.csv text, from a file or already in memory
   (:func:`read_delimited_text`).
-- :mod:`.readers`: the .ts, .npy, .npz readers, :func:`load_file`, and ``READERS``, the
+- :mod:`.ts_format`: the sktime/UEA .ts reader.
+- :mod:`.readers`: the .npy, .npz readers, :func:`load_file`, and ``READERS``, the
   table of file formats (extension -> reader).  A new file format is a reader function
   (here, or a module of its own) and one entry in ``READERS``; loading, split discovery and
   :func:`list_datasets` pick it up from there.
