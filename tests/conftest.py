@@ -46,3 +46,19 @@ def tsv_writer():
 @pytest.fixture()
 def small_tsv(tmp_path, forda_small):
     return _write_tsv(tmp_path, forda_small)
+
+
+class DataRead(Exception):
+    """Raised by the data readers in tests that require an option to fail before them."""
+
+
+@pytest.fixture
+def no_data_reads(monkeypatch):
+    """Any read of a dataset or file fails the test: options must be refused before."""
+    import tsformer.data as data
+
+    def refuse(*a, **k):
+        raise DataRead("data was read before the options were checked")
+
+    for name in ("load_dataset", "load_file"):
+        monkeypatch.setattr(data, name, refuse)

@@ -15,17 +15,6 @@ from tsformer.cli import main
 N_TRAIN, N_TEST, LENGTH = 80, 40, 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run faster on one thread, and the machine's cores are shared."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run(capsys, *argv):
     """Exit code, stdout and stderr of one command; argparse's exit is a code like any other."""
     try:
@@ -166,21 +155,6 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, capsys):
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
-
-
-class DataRead(Exception):
-    """Raised by the data readers in tests that require an option to fail before them."""
-
-
-@pytest.fixture
-def no_data_reads(monkeypatch):
-    import tsformer.data as data
-
-    def refuse(*a, **k):
-        raise DataRead("data was read before the options were checked")
-
-    for name in ("load_dataset", "load_file"):
-        monkeypatch.setattr(data, name, refuse)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -38,15 +38,6 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread, and the machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**kw) -> TransformerClassifier:
     return TransformerClassifier(**{**TINY, "random_state": 0, **kw})
 

@@ -142,9 +142,8 @@ def _load_data(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
-    from ..evaluation import format_metrics
     from ..models import count_parameters
-    from ..pipeline import DataShape, evaluate, resolve, save_run, train
+    from ..pipeline import DataShape, resolve, train
     from ..training.distributed import is_main
 
     if args.threads:
@@ -177,6 +176,15 @@ def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         return 0  # rank 0 holds the same weights; it alone evaluates and writes the run
     if result.interrupted and not any(h.rows for h in result.histories):
         raise TrainingError("interrupted before the first epoch ended; no model was saved")
+    return _evaluate_and_save(result, d, plan["out"], args.overwrite)
+
+
+def _evaluate_and_save(result: Any, d: dict[str, Any], out: Path, overwrite: bool) -> int:
+    """Score a trained run on its test split (when there is one), write the run directory,
+    say where; exit code 130 for an interrupted run (it keeps its best model so far)."""
+    from ..evaluation import format_metrics
+    from ..pipeline import evaluate, save_run
+
     result.model.cpu()
     test = None
     if d["X_test"] is not None:
@@ -184,18 +192,16 @@ def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         say(f"test accuracy: {test['accuracy']:.4f}")
         info(format_metrics(test, result.config.classes))
     test_data = (d["X_test"], d["y_test"]) if d["X_test"] is not None else None
-    save_run(plan["out"], result, test_metrics=test, test_data=test_data,
-             overwrite=args.overwrite)
+    save_run(out, result, test_metrics=test, test_data=test_data, overwrite=overwrite)
     status = " (interrupted: best model so far)" if result.interrupted else ""
-    say(f"run directory: {plan['out']}{status}")
+    say(f"run directory: {out}{status}")
     return 130 if result.interrupted else 0
 
 
 def _resume(args: argparse.Namespace) -> int:
     """``--resume RUN_DIR``: the saved configuration, its data, the epochs still to run."""
-    from ..evaluation import format_metrics
     from ..model_dir import check_writable_target, read_config
-    from ..pipeline import evaluate, resume, save_run
+    from ..pipeline import resume
 
     clash = [f for f in ("preset", "config", "overrides", "dataset", "test_file", "batch_size",
                          "lr", "patience", "seed", "validation_split", "device")
@@ -220,13 +226,4 @@ def _resume(args: argparse.Namespace) -> int:
         raise DataError(f"the data's classes {d['classes']} are not the model's {cfg.classes}")
     info(f"resuming {args.resume}: {cfg.preset} on {d['data']['name']}")
     result = resume(args.resume, d["X"], d["codes"], epochs=args.epochs, log=info)
-    test = None
-    if d["X_test"] is not None:
-        test = evaluate(result.model, result.config, d["X_test"], d["test_codes"])
-        say(f"test accuracy: {test['accuracy']:.4f}")
-        info(format_metrics(test, result.config.classes))
-    test_data = (d["X_test"], d["y_test"]) if d["X_test"] is not None else None
-    save_run(out, result, test_metrics=test, test_data=test_data, overwrite=True)
-    status = " (interrupted: best model so far)" if result.interrupted else ""
-    say(f"run directory: {out}{status}")
-    return 130 if result.interrupted else 0
+    return _evaluate_and_save(result, d, out, overwrite=True)
