@@ -128,3 +128,16 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def free_cores() -> int:
+    """CPU threads worth using now: the cores not already kept busy by other processes (from
+    the 1-minute load average), at least one.  On a shared machine, threads beyond the free
+    cores wait on each other and a step can take several times longer."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return cores
+    return max(1, min(cores, round(cores - busy)))

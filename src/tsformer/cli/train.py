@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from ..errors import DataError, TrainingError
 from .common import (
     add_set_option,
+    free_cores,
     info,
     load_config_file,
     merge_overrides,
@@ -53,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 0): reproducible on CPU")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--threads", type=positive_int,
-                   help="CPU threads for torch (default: torch's choice, usually the cores)")
+                   help="CPU threads for torch (default: the cores not busy with other "
+                   "processes, from the load average)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--out", help="run directory (default runs/DATASET-PRESET-TIME)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -107,6 +110,17 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     return {"preset": preset, "overrides": overrides, "out": out}
 
 
+def _set_threads(threads: int | None) -> None:
+    """``--threads``, else the free cores; said when it is fewer than the machine has."""
+    import torch
+
+    n = threads or min(free_cores(), torch.get_num_threads())
+    torch.set_num_threads(n)
+    cores = os.cpu_count() or n
+    if not threads and n < cores:
+        info(f"using {n} of {cores} CPU threads (the others are busy; --threads sets it)")
+
+
 def _load_data(args: argparse.Namespace) -> dict[str, Any]:
     from ..data import check_X, check_Xy, codes_for, encode_labels, load_dataset, load_file
 
@@ -146,10 +160,7 @@ def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     from ..pipeline import DataShape, resolve, train
     from ..training.distributed import is_main
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     d = _load_data(args)
     X, preset = d["X"], plan["preset"]
     cfg = resolve(preset, DataShape.of(X, len(d["classes"])), plan["overrides"],
@@ -217,10 +228,7 @@ def _resume(args: argparse.Namespace) -> int:
     if source == "file" and not args.train_file:
         raise DataError(f"{args.resume} was trained on a file; give it again with --train FILE")
     args.dataset = None if args.train_file else cfg.data.get("name")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     d = _load_data(args)
     if list(d["classes"]) != list(cfg.classes):
         raise DataError(f"the data's classes {d['classes']} are not the model's {cfg.classes}")
