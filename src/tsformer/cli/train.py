@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -114,11 +113,12 @@ def _set_threads(threads: int | None) -> None:
     """``--threads``, else the free cores; said when it is fewer than the machine has."""
     import torch
 
-    n = threads or min(free_cores(), torch.get_num_threads())
+    default = torch.get_num_threads()
+    n = threads or min(free_cores(), default)
     torch.set_num_threads(n)
-    cores = os.cpu_count() or n
-    if not threads and n < cores:
-        info(f"using {n} of {cores} CPU threads (the others are busy; --threads sets it)")
+    if not threads and n < default:
+        info(f"using {n} of {default} CPU threads (other processes keep the rest busy; "
+             "--threads sets it)")
 
 
 def _load_data(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,8 +160,8 @@ def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     from ..pipeline import DataShape, resolve, train
     from ..training.distributed import is_main
 
-    _set_threads(args.threads)
     d = _load_data(args)
+    _set_threads(args.threads)
     X, preset = d["X"], plan["preset"]
     cfg = resolve(preset, DataShape.of(X, len(d["classes"])), plan["overrides"],
                   classes=d["classes"], data=d["data"])
@@ -228,8 +228,8 @@ def _resume(args: argparse.Namespace) -> int:
     if source == "file" and not args.train_file:
         raise DataError(f"{args.resume} was trained on a file; give it again with --train FILE")
     args.dataset = None if args.train_file else cfg.data.get("name")
-    _set_threads(args.threads)
     d = _load_data(args)
+    _set_threads(args.threads)
     if list(d["classes"]) != list(cfg.classes):
         raise DataError(f"the data's classes {d['classes']} are not the model's {cfg.classes}")
     info(f"resuming {args.resume}: {cfg.preset} on {d['data']['name']}")
