@@ -347,3 +347,50 @@ def test_divergence_in_the_api_is_a_training_error():
     X = np.random.default_rng(0).normal(size=(20, 16)) * 3e37
     with pytest.raises(TrainingError, match="diverged"):
         tsformer.TransformerClassifier(epochs=2, verbose=0).fit(X, np.arange(20) % 2)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["benchmark", "--seeds", "100000000000", "--datasets", "X"], "must be 1-1000"),
+    (["benchmark", "--resamples", "0", "--datasets", "X"], "must be at least 1"),
+    (["benchmark", "--max-epochs", "0", "--datasets", "X"], "must be at least 1"),
+    (["benchmark", "--first-seed", "-1", "--datasets", "X"], "must be 0 or more"),
+    (["benchmark", "--merge", "afile"], "is not a directory written by"),
+    (["benchmark", "--out", "afile", "--datasets", "X"], "is a file, not a directory"),
+    (["tune", "--dataset", "X", "--trials", "1", "--seed", "-1"], "must be 0 or more"),
+    (["tune", "--dataset", "X", "--trials", "1", "--epochs", "0"], "must be at least 1"),
+    (["tune", "--dataset", "X", "--trials", "1", "--timeout", "nan"], "positive number of sec"),
+    (["tune", "--dataset", "X", "--trials", "1", "--study", ""], "--study is empty"),
+    (["tune", "--dataset", "X", "--trials", "1", "--device", "tpu"], "unknown device 'tpu'"),
+    (["tune", "--dataset", "X", "--trials", "1", "--out", "afile"], "is a file, not a director"),
+    (["tune", "--dataset", "X", "--trials", "1", "--validation-split", "1"], "above 0 and below"),
+])
+def test_benchmark_and_tune_refuse_bad_options_before_any_work(argv, words, tmp_path,
+                                                              monkeypatch, capsys,
+                                                              no_data_reads):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and words in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_an_unopenable_study_storage_is_one_line(tmp_path, monkeypatch, capsys):
+    from tsformer.tune import open_study
+
+    with pytest.raises(ConfigError, match="cannot open the study storage foo://bar"):
+        open_study("foo://bar", "s")
+
+
+def test_a_full_or_closed_stdout_is_one_line_or_silence(tiny, capsys):
+    d, run_dir = tiny
+    full = subprocess.run(f"{sys.executable} -m tsformer summary > /dev/full", shell=True,
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert full.returncode == 2 and full.stderr.strip().splitlines() == [
+        "tsformer: error: cannot write the output (No space left on device)"]
+    closed = subprocess.run(f"{sys.executable} -m tsformer predict {run_dir} "
+                            f"{d / 'T_TEST.tsv'} >&-", shell=True, capture_output=True,
+                            text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr

@@ -187,11 +187,17 @@ def open_study(storage: str, study_name: str, *, pruner: optuna.pruners.BasePrun
                 pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5,
                                                              n_warmup_steps=2),
                 sampler=sampler)
-        except SQLAlchemyError:
+        except (ImportError, ValueError, TypeError) as e:  # a URL no driver can open
+            raise ConfigError(f"cannot open the study storage {safe_url(storage)} "
+                              f"({str(e).splitlines()[0][:200]}); use sqlite:///PATH or an "
+                              "installed database driver's URL") from None
+        except SQLAlchemyError as e:
             # Workers started together on a new database race to create its schema; the
             # loser finds it created a moment later.
             if attempt == 4:
-                raise
+                first = str(e).splitlines()[0][:200]
+                raise ConfigError(f"cannot open the study storage {safe_url(storage)} "
+                                  f"({first})") from None
             time.sleep(0.5 + random.random())
     raise AssertionError("unreachable")
 

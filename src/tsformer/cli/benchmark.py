@@ -11,7 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .common import add_set_option, parse_overrides
+from .common import add_set_option, non_negative_int, parse_overrides, positive_int
+
+
+def bounded(low: int, high: int):  # noqa: ANN201 - an argparse type
+    """argparse type: a whole number in [low, high]."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}-{high}, not {value}")
+        return value
+
+    return parse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,15 +35,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", nargs="+", default=list(DEV_SET), metavar="NAME",
                    help="dataset names or paths (default: the 15-dataset development set)")
     p.add_argument("--preset", default="patchformer", help="preset to train (default patchformer)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per dataset (default 1)")
-    p.add_argument("--first-seed", type=int, default=0,
+    p.add_argument("--seeds", type=bounded(1, 1000), default=1,
+                   help="seeds per dataset (default 1)")
+    p.add_argument("--first-seed", type=non_negative_int, default=0,
                    help="seeds are FIRST..FIRST+N-1 (default 0): split seeds over processes")
-    p.add_argument("--resamples", type=int, default=1,
+    p.add_argument("--resamples", type=bounded(1, 1000), default=1,
                    help="train/test resamples per dataset (default 1: the archive's split); "
                    "30 is the protocol of the published MiniRocket figures")
-    p.add_argument("--max-epochs", type=int, help="cap every run's epochs (quick checks)")
+    p.add_argument("--max-epochs", type=positive_int,
+                   help="cap every run's epochs (quick checks)")
     add_set_option(p)
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--threads", type=positive_int, default=min(2, os.cpu_count() or 1),
                    help="torch CPU threads (default min(2, cores))")
     p.add_argument("--no-minirocket", action="store_true", help="skip the live MiniRocket run")
     p.add_argument("--out", help="output directory (default runs/benchmark-PRESET-TIME)")
@@ -53,6 +67,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resamples must be >= 1, not {args.resamples}")
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, not {args.threads}")
+    from ..model_dir import check_writable_target
+
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out} is a file, not a directory")
+    if args.out:
+        check_writable_target(args.out, overwrite=True)
+    for d in args.merge or []:
+        if not Path(d).is_dir():
+            raise ConfigError(f"--merge {d} is not a directory written by 'tsformer benchmark'")
     if args.merge:
         results, meta = merge_results(args.merge)
         if args.out:

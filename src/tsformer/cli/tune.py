@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from .common import non_negative_int, positive_int, positive_seconds
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,23 +19,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset name (default FordA) or path; training split only")
     p.add_argument("--train", dest="train_file", help="labelled training file instead")
     p.add_argument("--preset", default="seed", help="preset whose search space to use")
-    p.add_argument("--trials", type=int, required=True,
+    p.add_argument("--trials", type=positive_int, required=True,
                    help="trials the study should hold in total, all workers together")
     p.add_argument("--storage", help=f"Optuna storage URL (default sqlite:///OUT/{DEFAULT_DB}); "
                    "postgresql://user:pw@host/db lets workers on many machines share a study")
     p.add_argument("--study", help="study name (default DATASET-PRESET); workers join by name")
-    p.add_argument("--epochs", type=int, default=20, help="max epochs per trial (default 20)")
+    p.add_argument("--epochs", type=positive_int, default=20,
+                   help="max epochs per trial (default 20)")
     p.add_argument("--validation-split", type=float, default=0.2,
                    help="fraction of the training data that scores trials (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="data split and weight-init seed")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="data split and weight-init seed")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--timeout", type=positive_seconds,
+                   help="stop starting trials after this many seconds")
     p.add_argument("--out", help="output directory (default tune/DATASET-PRESET)")
     p.set_defaults(func=cmd_tune)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from ..config import check_overrides
     from ..data import check_Xy, encode_labels, load_dataset, load_file
+    from ..model_dir import check_writable_target
     from ..tune import (
         DEFAULT_DB,
         best_config,
@@ -45,8 +51,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         write_atomic,
     )
 
-    if args.trials < 1:
-        raise ConfigError("--trials must be at least 1")
+    if args.study is not None and not args.study.strip():
+        raise ConfigError("--study is empty; give the study a name (or leave it out)")
+    if not 0.0 < args.validation_split < 1.0:
+        raise ConfigError(f"--validation-split must be above 0 and below 1, not "
+                          f"{args.validation_split}")
+    check_overrides(args.preset, {"train": {"epochs": args.epochs, "seed": args.seed,
+                                            "device": args.device or "auto"}})
+    if args.out:
+        check_writable_target(args.out, overwrite=True)
     if args.dataset and args.train_file:
         raise DataError("give either --dataset NAME or --train FILE, not both")
     if args.train_file:
