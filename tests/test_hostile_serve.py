@@ -269,6 +269,10 @@ CASES: list[Case] = [
     # id, status, request, the field the refusal names (None: any)
     # ---- bad JSON shapes
     ("json-shape/not-object", 422, lambda lv: post_json(lv, [OK]), None),
+    ("json-shape/lone-surrogate-key", 422,
+     lambda lv: post_text(lv, '{"instances": [[1, 2]], "\\ud800": 1}'), None),
+    ("json-shape/lone-surrogate-value", 422,
+     lambda lv: post_text(lv, '{"instances": [["\\ud800"]]}'), None),
     ("json-shape/null-body", 422, lambda lv: post_text(lv, "null"), None),
     ("json-shape/instances-number", 422, lambda lv: post_json(lv, {"instances": 3}),
      "instances"),

@@ -24,8 +24,17 @@ class RequestError(Exception):
     """A request the server refuses: HTTP status, a message saying what to fix, and where."""
 
     def __init__(self, status: int, detail: str, field: str | None = None) -> None:
+        detail, field = _encodable(detail), _encodable(field)
         super().__init__(detail)
         self.status, self.detail, self.field = status, detail, field
+
+
+def _encodable(text: str | None) -> str | None:
+    """Text that a JSON response can encode: a request may carry lone surrogates (valid JSON
+    escapes, invalid UTF-8), which would otherwise make the refusal itself fail."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _NUMBER_TYPES = frozenset((int, float))
