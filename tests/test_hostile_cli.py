@@ -394,3 +394,50 @@ def test_a_full_or_closed_stdout_is_one_line_or_silence(tiny, capsys):
                             text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert closed.returncode == 0 and "Traceback" not in closed.stderr
+
+
+def test_overwrite_replaces_only_a_model_directory(tiny, tmp_path, capsys):
+    d, _ = tiny
+    user = tmp_path / "userdata"
+    (user / "sub").mkdir(parents=True)
+    (user / "thesis.txt").write_text("years of work")
+    code, out, err = run(capsys, "train", "--train", d / "T_TRAIN.tsv", "--out", user,
+                         "--overwrite", "--epochs", "1")
+    one_line_exit_2(code, out, err, "will not overwrite")
+    assert (user / "thesis.txt").read_text() == "years of work"
+
+
+def test_predict_output_writes_through_a_symlink_and_into_a_device(tiny, tmp_path, capsys):
+    d, run_dir = tiny
+    target = tmp_path / "target.csv"
+    target.write_text("old")
+    (tmp_path / "link.csv").symlink_to(target)
+    assert main(["predict", str(run_dir), str(d / "T_TEST.tsv"), "--output",
+                 str(tmp_path / "link.csv")]) == 0
+    assert (tmp_path / "link.csv").is_symlink() and target.read_text().startswith("index,")
+    assert main(["predict", str(run_dir), str(d / "T_TEST.tsv"), "--output",
+                 "/dev/null"]) == 0
+    assert Path("/dev/null").is_char_device()
+
+
+def test_resume_on_data_of_another_shape_is_one_line(tiny, tmp_path, capsys):
+    d, run_dir = tiny
+    np.savetxt(tmp_path / "short.tsv", np.column_stack([[0, 1], np.zeros((2, 10))]),
+               delimiter="\t")
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "run")
+    code, out, err = run(capsys, "train", "--resume", tmp_path / "run", "--train",
+                         tmp_path / "short.tsv", "--epochs", "3")
+    one_line_exit_2(code, out, err, "but the model's are 1 x 24")
+
+
+def test_classes_that_print_alike_and_huge_class_counts_are_refused_fast():
+    from tsformer.config import DataShape, resolve
+
+    with pytest.raises(ConfigError, match="classes must be distinct"):
+        resolve("seed", DataShape(1, 8, 2), classes=["1", 1])
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="n_classes must be a whole number"):
+        tsformer.create_model("seed", n_channels=1, n_timepoints=24, n_classes=10**9)
+    assert time.perf_counter() - t0 < 5

@@ -318,8 +318,10 @@ def test_benchmark_resamples(tmp_path, monkeypatch):
 def test_benchmark_rejects_zero_resamples(capsys):
     from tsformer.cli import main
 
-    assert main(["benchmark", "--datasets", "Chinatown", "--resamples", "0", "--quiet"]) == 2
-    assert "--resamples must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse refuses it, before anything is loaded
+        main(["benchmark", "--datasets", "Chinatown", "--resamples", "0", "--quiet"])
+    assert e.value.code == 2
+    assert "--resamples: must be at least 1" in capsys.readouterr().err
 
 
 def test_benchmark_rejects_bad_overrides(capsys, tmp_path):
@@ -460,6 +462,10 @@ def test_benchmark_merge_pools_runs_split_over_processes(tmp_path, monkeypatch, 
     assert not (tmp_path / "twice").exists()
     # A directory that holds no benchmark result, or a broken one: one line, exit 2.
     assert main(["benchmark", "--merge", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere is not a directory written by 'tsformer benchmark'" in (
+        capsys.readouterr().err)
+    (tmp_path / "empty").mkdir()
+    assert main(["benchmark", "--merge", str(tmp_path / "empty")]) == 2
     assert "no results.json in" in capsys.readouterr().err
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "results.json").write_text("{}")

@@ -62,7 +62,7 @@ def _check_classes(classes: Any) -> list[Any]:
         if not isinstance(c, (str, int, float, bool)) or (isinstance(c, float)
                                                           and not math.isfinite(c)):
             raise ConfigError(f"classes must be strings or finite numbers, not {c!r}")
-    if len({(type(c).__name__, c) for c in classes}) != len(classes):
+    if len({str(c) for c in classes}) != len(classes):  # predictions are keyed by str(class)
         raise ConfigError(f"classes must be distinct, not {classes!r}")
     if len(classes) > MAX_CLASSES:
         raise ConfigError(f"at most {MAX_CLASSES:,} classes are supported, not {len(classes):,}")
@@ -211,6 +211,10 @@ def resolve(preset: str, shape: DataShape, overrides: Mapping[str, Any] | None =
     ``summary``)."""
     p = get_preset(preset)
     arch = get_architecture(p.arch)
+    if not isinstance(shape, DataShape):
+        raise ConfigError(f"shape must be a DataShape (DataShape.of(X, n_classes)), not "
+                          f"{type(shape).__name__}")
+    _int_in("n_classes", shape.n_classes, 2, MAX_CLASSES)  # before a list of that size
     over = _split_overrides(overrides)
     values = p.values(shape)
     model = arch.options.from_dict({**values["model"], **over["model"]})

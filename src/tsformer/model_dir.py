@@ -37,17 +37,15 @@ MAX_CONFIG_BYTES = 1 << 20
 FileContent = str | bytes | Callable[[Path], None]
 
 
-def check_writable_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Fail before any work if ``path`` may not become a model directory: an existing file,
-    a non-empty directory without ``overwrite``, or a place where nothing can be created
-    (below a file, in a read-only or pseudo file system).  An empty directory (e.g. a fresh
-    temporary one) may always be filled.  Nothing is left behind by the check."""
+def check_creatable(path: str | os.PathLike) -> Path:
+    """Fail before any work if nothing can be created at ``path``: below a file, in a
+    read-only or pseudo file system.  Makes a probe directory at the nearest existing
+    ancestor and removes it, so nothing is left behind."""
     p = Path(path)
+    if str(path) == "":
+        raise ModelDirError("the output path is empty; give a directory name")
     if p.exists() and not p.is_dir():
         raise ModelDirError(f"output path {p} is a file, not a directory")
-    if p.is_dir() and any(p.iterdir()) and not overwrite:
-        raise ModelDirError(f"output directory {p} already exists and is not empty; choose "
-                            "another or allow overwriting (--overwrite, overwrite=True)")
     ancestor = p.parent if not p.is_dir() else p
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -59,6 +57,24 @@ def check_writable_target(path: str | os.PathLike, overwrite: bool = False) -> P
     except OSError as e:
         raise ModelDirError(f"cannot create {p}: {ancestor} is not writable "
                             f"({e.strerror or e})") from None
+    return p
+
+
+def check_writable_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Fail before any work if ``path`` may not become a model directory: what
+    :func:`check_creatable` refuses, a non-empty directory without ``overwrite``, and, even
+    with it, a non-empty directory that is not a tsformer model directory (overwriting
+    replaces the whole directory).  An empty directory may always be filled."""
+    p = check_creatable(path)
+    if p.is_dir() and any(p.iterdir()):
+        if not overwrite:
+            raise ModelDirError(f"output directory {p} already exists and is not empty; "
+                                "choose another or allow overwriting (--overwrite, "
+                                "overwrite=True)")
+        if not (p / CONFIG_NAME).is_file():
+            raise ModelDirError(f"will not overwrite {p}: it is not a tsformer model "
+                                f"directory (no {CONFIG_NAME}), and overwriting replaces the "
+                                "whole directory; choose another")
     return p
 
 
@@ -117,9 +133,10 @@ def write_dir_atomic(path: str | os.PathLike, files: dict[str, FileContent],
             os.replace(tmp, final)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):  # e.g. the disk filled up while writing
-            raise ModelDirError(f"cannot write {final} ({e.strerror or e}); nothing was "
-                                "left behind") from None
+        if isinstance(e, Exception):  # e.g. the disk filled up (OSError, SafetensorError)
+            why = getattr(e, "strerror", None) or str(e).splitlines()[0][:200] or type(e).__name__
+            raise ModelDirError(f"cannot write {final} ({why}); nothing was left "
+                                "behind") from None
         raise
     return final
 

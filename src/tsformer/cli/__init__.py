@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous_int = signal.getsignal(signal.SIGINT) if in_main_thread else None
     try:
         args = build_parser().parse_args(argv)
         with warnings.catch_warnings():  # restores the filters and showwarning after
@@ -85,3 +86,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:  # a command may ignore Ctrl-C while it saves
+            signal.signal(signal.SIGINT, previous_int)

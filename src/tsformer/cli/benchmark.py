@@ -67,12 +67,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resamples must be >= 1, not {args.resamples}")
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, not {args.threads}")
-    from ..model_dir import check_writable_target
+    from ..model_dir import check_creatable
 
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out} is a file, not a directory")
-    if args.out:
-        check_writable_target(args.out, overwrite=True)
+    if args.out is not None:
+        check_creatable(args.out)
     for d in args.merge or []:
         if not Path(d).is_dir():
             raise ConfigError(f"--merge {d} is not a directory written by 'tsformer benchmark'")

@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _check_output(path: str) -> Path:
     """Refuse an output the result cannot be written to before any work is done."""
+    if path == "":
+        raise DataError("--output is empty; give a file name, or leave it out for stdout")
     out = Path(path)
     if out.is_dir():
         raise DataError(f"--output {out} is a directory; give a file name")
@@ -46,7 +48,17 @@ def _check_output(path: str) -> Path:
 
 
 def _write(out: Path, text: str) -> None:
-    """Atomically: a temporary sibling renamed into place, removed if the write fails."""
+    """Atomically: a temporary sibling renamed into place, removed if the write fails.  A
+    symlink is written through (its target replaced, not the link); a device or FIFO
+    (``/dev/stdout``, a pipe) is written into, never replaced."""
+    out = out.resolve() if out.is_symlink() else out
+    if out.exists() and not out.is_file():
+        try:
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise DataError(f"cannot write {out} ({e.strerror or e})") from None
+        return
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(text, encoding="utf-8")

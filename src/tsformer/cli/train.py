@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import signal
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -196,6 +198,11 @@ def _evaluate_and_save(result: Any, d: dict[str, Any], out: Path, overwrite: boo
     from ..evaluation import format_metrics
     from ..pipeline import evaluate, save_run
 
+    if result.interrupted and threading.current_thread() is threading.main_thread():
+        # a second Ctrl-C/SIGTERM must not lose what the first one kept
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        info("saving the run; further interrupts are ignored until it is written")
     result.model.cpu()
     test = None
     if d["X_test"] is not None:
@@ -218,9 +225,11 @@ def _resume(args: argparse.Namespace) -> int:
                          "lr", "patience", "seed", "validation_split", "device")
              if getattr(args, f)]
     if clash:
+        flag = {"overrides": "set", "test_file": "test", "config": "config"}.get(
+            clash[0], clash[0].replace("_", "-"))
         raise DataError(f"--resume trains the saved configuration on its own data; drop "
-                        f"--{clash[0].replace('_file', '').replace('_', '-')} (only --epochs, "
-                        "--train FILE, --out and --threads go with it)")
+                        f"--{flag} (only --epochs, --train FILE, --out and --threads go "
+                        "with it)")
     cfg = read_config(args.resume)
     out = Path(args.out or args.resume)
     check_writable_target(out, overwrite=True if not args.out else args.overwrite)
@@ -230,6 +239,10 @@ def _resume(args: argparse.Namespace) -> int:
     args.dataset = None if args.train_file else cfg.data.get("name")
     d = _load_data(args)
     _set_threads(args.threads)
+    if d["X"].shape[1:] != (cfg.n_channels, cfg.n_timepoints):
+        raise DataError(f"the data's series are {d['X'].shape[1]} x {d['X'].shape[2]} "
+                        f"(channels x points) but the model's are {cfg.n_channels} x "
+                        f"{cfg.n_timepoints}")
     if list(d["classes"]) != list(cfg.classes):
         raise DataError(f"the data's classes {d['classes']} are not the model's {cfg.classes}")
     info(f"resuming {args.resume}: {cfg.preset} on {d['data']['name']}")

@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_tune(args: argparse.Namespace) -> int:
     from ..config import check_overrides
     from ..data import check_Xy, encode_labels, load_dataset, load_file
-    from ..model_dir import check_writable_target
+    from ..model_dir import check_creatable
     from ..tune import (
         DEFAULT_DB,
         best_config,
@@ -58,8 +58,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                           f"{args.validation_split}")
     check_overrides(args.preset, {"train": {"epochs": args.epochs, "seed": args.seed,
                                             "device": args.device or "auto"}})
-    if args.out:
-        check_writable_target(args.out, overwrite=True)
+    if args.out is not None:
+        check_creatable(args.out)
     if args.dataset and args.train_file:
         raise DataError("give either --dataset NAME or --train FILE, not both")
     if args.train_file:
