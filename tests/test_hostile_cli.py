@@ -441,3 +441,17 @@ def test_classes_that_print_alike_and_huge_class_counts_are_refused_fast():
     with pytest.raises(ConfigError, match="n_classes must be a whole number"):
         tsformer.create_model("seed", n_channels=1, n_timepoints=24, n_classes=10**9)
     assert time.perf_counter() - t0 < 5
+
+
+def test_api_misuse_stays_in_the_library_error_family(tiny):
+    from sklearn.exceptions import NotFittedError
+
+    clf = tsformer.TransformerClassifier()
+    with pytest.raises(TsformerError) as e:
+        clf.predict(np.zeros((2, 5)))
+    assert isinstance(e.value, NotFittedError)  # and scikit-learn's, as its checks expect
+    for call in (lambda: tsformer.load(None), lambda: tsformer.load(5),
+                 lambda: tsformer.create_model("seed", n_channels=1, n_timepoints=24,
+                                               n_classes="2")):
+        with pytest.raises(ConfigError):
+            call()

@@ -214,7 +214,11 @@ def resolve(preset: str, shape: DataShape, overrides: Mapping[str, Any] | None =
     if not isinstance(shape, DataShape):
         raise ConfigError(f"shape must be a DataShape (DataShape.of(X, n_classes)), not "
                           f"{type(shape).__name__}")
+    _int_in("n_channels", shape.n_channels, 1, MAX_CHANNELS)
+    _int_in("n_timepoints", shape.n_timepoints, 1, MAX_TIMEPOINTS)
     _int_in("n_classes", shape.n_classes, 2, MAX_CLASSES)  # before a list of that size
+    if shape.n_train is not None:
+        _int_in("n_train", shape.n_train, 1, 10**9)
     over = _split_overrides(overrides)
     values = p.values(shape)
     model = arch.options.from_dict({**values["model"], **over["model"]})

@@ -22,14 +22,33 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import DataConversionWarning
+from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from .data import check_X, check_Xy, encode_labels
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, TsformerError
 
-__all__ = ["TransformerClassifier", "load"]
+__all__ = ["NotFitted", "TransformerClassifier", "load"]
+
+
+class NotFitted(TsformerError, NotFittedError):
+    """Predicting or saving before ``fit``: scikit-learn's NotFittedError, and one of
+    tsformer's errors."""
+
+
+def check_is_fitted(est: Any, attribute: str) -> None:
+    if not hasattr(est, attribute):
+        raise NotFitted(f"this {type(est).__name__} is not fitted yet; call fit(X, y) first, "
+                        "or tsformer.load(dir) a saved one")
+
+
+def _path(path: Any, what: str) -> Path:
+    try:
+        return Path(os.fspath(path))
+    except TypeError:
+        raise ConfigError(f"{what} must be a path (a str or os.PathLike), not "
+                          f"{type(path).__name__}") from None
+
 
 #: Training options set by their own estimator parameters; ``train_params`` may not hold them,
 #: so there is exactly one place each is set.
@@ -331,7 +350,8 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self, "model_")
         cfg = replace(self.config_, data=dict(data or self.config_.data))
-        return save_run(path, TrainResult(self.model_, cfg, list(self.histories_)),
+        return save_run(_path(path, "path"), TrainResult(self.model_, cfg,
+                                                         list(self.histories_)),
                         overwrite=overwrite)
 
 
@@ -350,7 +370,7 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> TransformerClassif
     from .model_dir import read_history
     from .pipeline import load as load_run
 
-    p = Path(path)
+    p = _path(path, "path")
     model, cfg = load_run(p, device=device)
     train = cfg.train.to_dict()
     clf = TransformerClassifier(

@@ -227,7 +227,9 @@ def run_tune(
     # Trials train what the preset builds for data of this size (e.g. patchformer's
     # small-data stem), one network each: an ensemble's members share these options.
     shape = DataShape.of(Xf, n_classes)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Trial outcomes are reported by `announce` below, one line each; Optuna's own warnings
+    # would add a traceback for every failed or interrupted trial.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = open_study(storage, study_name, pruner=pruner)
     for key, value in (("preset", preset), ("n_timepoints", int(X.shape[2]))):
         have = study.user_attrs.get(key)
