@@ -92,7 +92,13 @@ def _as_series(X: Any, *, what: str = "X") -> np.ndarray:
     if isinstance(shape, tuple) and len(shape) in (2, 3) and shape[-1] == 0:
         raise DataError(f"{what} has 0 feature(s) (shape={shape}) while a minimum of 1 is "
                         "required: each series needs at least one time point")
-    return check_X(X, what=what)
+    try:
+        return check_X(X, what=what)
+    except MemoryError:
+        size = getattr(X, "size", None)
+        raise DataError(f"{what} does not fit in memory as float32"
+                        + (f" ({size:,} values)" if size else "")
+                        + "; train on fewer or shorter series") from None
 
 
 def _seed_from(random_state: Any) -> int:
