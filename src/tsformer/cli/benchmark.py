@@ -11,19 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .common import add_set_option, non_negative_int, parse_overrides, positive_int
-
-
-def bounded(low: int, high: int):  # noqa: ANN201 - an argparse type
-    """argparse type: a whole number in [low, high]."""
-
-    def parse(text: str) -> int:
-        value = positive_int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low}-{high}, not {value}")
-        return value
-
-    return parse
+from .common import (
+    add_set_option,
+    non_negative_int,
+    parse_overrides,
+    positive_int,
+    whole_number,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,11 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", nargs="+", default=list(DEV_SET), metavar="NAME",
                    help="dataset names or paths (default: the 15-dataset development set)")
     p.add_argument("--preset", default="patchformer", help="preset to train (default patchformer)")
-    p.add_argument("--seeds", type=bounded(1, 1000), default=1,
+    p.add_argument("--seeds", type=whole_number(1, 1000), default=1,
                    help="seeds per dataset (default 1)")
     p.add_argument("--first-seed", type=non_negative_int, default=0,
                    help="seeds are FIRST..FIRST+N-1 (default 0): split seeds over processes")
-    p.add_argument("--resamples", type=bounded(1, 1000), default=1,
+    p.add_argument("--resamples", type=whole_number(1, 1000), default=1,
                    help="train/test resamples per dataset (default 1: the archive's split); "
                    "30 is the protocol of the published MiniRocket figures")
     p.add_argument("--max-epochs", type=positive_int,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import math
 import signal
 import socket
 import sys
 from typing import Any
 
 from ..errors import TsformerError
-from .common import positive_int
+from .common import positive_int, positive_seconds
 
 
 def _port(text: str) -> int:
@@ -50,16 +49,6 @@ def _bind(host: str, port: int) -> socket.socket:
         raise TsformerError(f"cannot listen on {host}:{port} ({e.strerror}){hint}") from None
     sock.set_inheritable(True)
     return sock
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
 
 
 def _host_name(text: str) -> str:
@@ -150,13 +139,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"largest request body (default {DEFAULT_MAX_BODY_BYTES})")
     p.add_argument("--max-instances", type=positive_int, default=DEFAULT_MAX_INSTANCES,
                    help=f"most series per request (default {DEFAULT_MAX_INSTANCES})")
-    p.add_argument("--body-timeout", type=_seconds, default=DEFAULT_BODY_TIMEOUT,
+    p.add_argument("--body-timeout", type=positive_seconds, default=DEFAULT_BODY_TIMEOUT,
                    metavar="SECONDS", help="seconds the whole request body may take to arrive; "
                    f"then 408 and the connection closes (default {DEFAULT_BODY_TIMEOUT:g})")
-    p.add_argument("--header-timeout", type=_seconds, default=DEFAULT_HEADER_TIMEOUT,
+    p.add_argument("--header-timeout", type=positive_seconds, default=DEFAULT_HEADER_TIMEOUT,
                    metavar="SECONDS", help="seconds a connection may take to send a request's "
                    f"headers (default {DEFAULT_HEADER_TIMEOUT:g})")
-    p.add_argument("--keep-alive-timeout", type=_seconds, default=DEFAULT_KEEP_ALIVE_TIMEOUT,
+    p.add_argument("--keep-alive-timeout", type=positive_seconds,
+                   default=DEFAULT_KEEP_ALIVE_TIMEOUT,
                    metavar="SECONDS", help="seconds an idle keep-alive connection stays open "
                    f"(default {DEFAULT_KEEP_ALIVE_TIMEOUT:g})")
     p.add_argument("--log-level", default="warning",
