@@ -16,6 +16,9 @@ extras=${1:-ucr}
 pipq() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 \
   | { grep -v "^WARNING: Location" || true; }; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+# A current pip: older ones (23.x, as Python 3.11 ships) cannot build setup.py projects against
+# setuptools >= 81 without build isolation ("setuptools is not available").
+pipq -U pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "setup: installing PyTorch $TORCH_VERSION (CPU build)" >&2
   if [ -n "${TORCH_INDEX:-}" ]; then pipq "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX"
