@@ -8,6 +8,8 @@ token projection.  Dempster, Schmidt & Webb, "MiniRocket", KDD 2021.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -71,6 +73,10 @@ class RocketTokens(nn.Module):
         self._primed = False
         self.patch_len, self.stride = patch_len, stride
         self.pad = patch_padding(n_timepoints, patch_len, stride)[0]
+        #: None: the hard threshold (MiniRocket's PPV).  A float ``tau``: a sigmoid of width
+        #: ``tau`` x each feature's spread instead, so gradients reach the input (gradient
+        #: attributions set it for the duration of an explanation; see :func:`relaxed_thresholds`).
+        self.soft: float | None = None
         self.norm = nn.BatchNorm1d(n_feat * n_biases)
         self.proj = nn.Conv1d(n_feat * n_biases, d_out, 1)
 
@@ -100,15 +106,24 @@ class RocketTokens(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._primed = bool(self.ready)  # loaded weights bring their thresholds
 
-    @torch.no_grad()
     def features(self, x: Tensor) -> Tensor:
-        """PPV per patch, ``(batch, features, tokens)``."""
+        """PPV per patch, ``(batch, features, tokens)``; no gradient unless :attr:`soft`."""
         if not self._primed:  # not primed by `fit`: the first input sets the thresholds
             self.fit_biases(x)
+        if self.soft is None:
+            with torch.no_grad():
+                return self._features(x)
+        return self._features(x)
+
+    def _features(self, x: Tensor) -> Tensor:
         bias, h = self.bias, self._conv(x)
+        spread = None
+        if self.soft is not None:
+            spread = h.detach().std(dim=(0, 2), keepdim=True).clamp_min(1e-6) * self.soft
         out = []
         for j in range(self.n_biases):  # one threshold at a time bounds the memory
-            ppv = (h > bias[None, :, j, None].to(h.dtype)).to(x.dtype)
+            b = bias[None, :, j, None].to(h.dtype)
+            ppv = (h > b).to(x.dtype) if spread is None else torch.sigmoid((h - b) / spread)
             if self.pad:
                 ppv = F.pad(ppv, (0, self.pad), mode="replicate")
             out.append(self._patch_mean(ppv))
@@ -134,3 +149,19 @@ class RocketTokens(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(self.norm(self.features(x)))
+
+
+@contextmanager
+def relaxed_thresholds(model: nn.Module, tau: float = 0.1) -> Iterator[nn.Module]:
+    """Within the block, every rocket stem in ``model`` thresholds softly (a sigmoid of width
+    ``tau`` x each feature's spread), so gradient-based attributions see the input; the hard
+    thresholds come back after, whatever happens inside."""
+    stems = [m for m in model.modules() if isinstance(m, RocketTokens)]
+    before = [m.soft for m in stems]
+    for m in stems:
+        m.soft = tau
+    try:
+        yield model
+    finally:
+        for m, s in zip(stems, before, strict=True):
+            m.soft = s
