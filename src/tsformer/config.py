@@ -16,8 +16,10 @@ from typing import Any
 
 from torch import nn
 
+from .calibration import Calibration
 from .errors import ConfigError
 from .models import Ensemble, ZNormalized, build_network
+from .models.calibrated import TemperatureScaled
 from .options import Options
 from .registry import DataShape, get_architecture, get_preset
 from .training.config import TrainConfig
@@ -83,6 +85,8 @@ class RunConfig:
     members: int = 1
     normalize: str = "none"
     data: dict[str, Any] = field(default_factory=dict)
+    #: Temperature and conformal scores fitted on held-out series (None: not calibrated).
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         arch = get_architecture(self.arch)
@@ -100,6 +104,8 @@ class RunConfig:
         self.classes = _check_classes(self.classes)
         if not isinstance(self.data, dict):
             raise ConfigError("data must be an object (name, source)")
+        if self.calibration is not None and not isinstance(self.calibration, Calibration):
+            raise ConfigError("calibration must be a tsformer.calibration.Calibration")
 
     @property
     def n_classes(self) -> int:
@@ -114,10 +120,17 @@ class RunConfig:
         return ZNormalized(net) if self.normalize == "zscore" else net
 
     def build(self) -> nn.Module:
-        """The untrained model: one network, or an :class:`Ensemble` of ``members``."""
-        if self.members == 1:
-            return self.build_network()
-        return Ensemble([self.build_network() for _ in range(self.members)])
+        """The untrained model: one network, or an :class:`Ensemble` of ``members``; behind
+        the fitted temperature when the config is calibrated with one (T != 1)."""
+        model = (self.build_network() if self.members == 1 else
+                 Ensemble([self.build_network() for _ in range(self.members)]))
+        return self.calibrated(model)
+
+    def calibrated(self, model: nn.Module) -> nn.Module:
+        """``model`` (an uncalibrated network or ensemble of this config) behind this
+        config's temperature, or as it is when there is none."""
+        t = self.calibration.temperature if self.calibration is not None else 1.0
+        return TemperatureScaled(model, t) if t != 1.0 else model
 
     @property
     def shape(self) -> DataShape:
@@ -134,6 +147,7 @@ class RunConfig:
             "input": {"n_channels": self.n_channels, "n_timepoints": self.n_timepoints,
                       "layout": "(n_cases, n_channels, n_timepoints)"},
             "classes": list(self.classes), "data": dict(self.data),
+            **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
         }
 
     @classmethod
@@ -152,7 +166,7 @@ class RunConfig:
             raise ConfigError(f"format_version {version!r} is not supported (this tsformer "
                               f"reads {FORMAT_VERSION}); retrain the model with this version")
         known = {"preset", "arch", "members", "normalize", "model", "train", "input", "classes",
-                 "data",
+                 "data", "calibration",
                  *INFORMATIONAL_KEYS}
         unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
@@ -172,6 +186,8 @@ class RunConfig:
             n_timepoints=shape.get("n_timepoints"), classes=d["classes"],
             members=d.get("members", 1), normalize=d.get("normalize", "none"),
             data=d.get("data", {}),
+            calibration=Calibration.from_dict(d["calibration"]) if d.get("calibration")
+            is not None else None,
         )
 
 

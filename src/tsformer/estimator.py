@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.utils import check_random_state
 
-from .data import check_X, check_Xy, encode_labels
+from .data import check_X, check_Xy, codes_for, encode_labels
 from .errors import ConfigError, DataError, TsformerError
 
 __all__ = ["NotFitted", "TransformerClassifier", "load"]
@@ -339,6 +339,44 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         """The most likely label of each series (one of ``classes_``)."""
         codes = self._logits(X).argmax(1).numpy()
         return self.classes_[codes]
+
+    # ------------------------------------------------------------------ calibration
+
+    def calibrate(self, X: Any, y: Any) -> TransformerClassifier:
+        """Fit the temperature and the conformal scores on labelled series held out from
+        training (never ones it trained on), replacing any earlier calibration.
+
+        ``fit`` calibrates by itself on its validation split when it has one
+        (``validation_split > 0``); a run that trains on every series (patchformer below
+        500 series) is calibrated here.  Accuracy is unchanged (the temperature never changes
+        the most likely label); ``predict_proba`` and ``save`` use it from then on."""
+        from .pipeline import calibrate
+
+        Xa = self._check_input(X)
+        if y is None:
+            raise DataError("calibrate needs the labels y of the held-out series")
+        y_arr = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y)
+        Xa, y_norm = check_Xy(Xa, y_arr.ravel() if y_arr.ndim == 2 else y_arr)
+        codes = codes_for(y_norm, self.classes_.tolist(), "y")
+        model, cfg = calibrate(self.model_, self.config_, Xa, codes,
+                               batch_size=int(self.predict_batch_size))
+        self.model_, self.config_ = model, cfg
+        return self
+
+    def predict_set(self, X: Any, alpha: float) -> np.ndarray:
+        """Split-conformal prediction sets: boolean ``(n_cases, n_classes)`` in the order of
+        ``classes_``, True for each label in a series' set; the sets hold the true label of
+        at least ``1 - alpha`` of series exchangeable with the held-out ones the model was
+        calibrated on (``clf.classes_[row]`` lists one set's labels)."""
+        check_is_fitted(self, "model_")
+        cal = self.config_.calibration
+        if cal is None:
+            raise ConfigError("this model has no calibration data: fit it with a validation "
+                              "split, or call calibrate(X_held_out, y_held_out) first")
+        threshold = cal.threshold(alpha)  # refuses a bad alpha before any work
+        from .calibration import prediction_sets
+
+        return prediction_sets(self.predict_proba(X), threshold)
 
     # ------------------------------------------------------------------ save / load
 

@@ -14,30 +14,40 @@ from .inference import predict_logits, refuse_non_finite
 
 def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray, classes: list[Any], *,
              batch_size: int = 256, amp: str = "auto") -> dict[str, Any]:
-    """Accuracy, loss, confusion matrix and per-class precision/recall/F1 on codes ``y``;
-    ``amp``: the precision of the forward pass (:func:`tsformer.device.autocast`)."""
+    """Accuracy, loss (= ``nll``), confusion matrix, per-class precision/recall/F1 and the
+    calibration of the probabilities (``ece`` on 15 bins and the reliability diagram's
+    bins) on codes ``y``; ``amp``: the precision of the forward pass
+    (:func:`tsformer.device.autocast`)."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+
+    from .calibration import expected_calibration_error, reliability
 
     logits = refuse_non_finite(predict_logits(model, X, batch_size=batch_size, amp=amp), X)
     y_t = torch.as_tensor(np.asarray(y, dtype=np.int64))
     pred = logits.argmax(1).numpy()
     labels = list(range(len(classes)))
     names = [str(c) for c in classes]
+    proba = torch.softmax(logits.double(), 1).numpy()
     report = classification_report(y, pred, labels=labels, target_names=names,
                                    output_dict=True, zero_division=0)
+    loss = float(F.cross_entropy(logits, y_t).item())
     return {
         "accuracy": float(accuracy_score(y, pred)),
-        "loss": float(F.cross_entropy(logits, y_t).item()),
+        "loss": loss,
+        "nll": loss,
+        "ece": expected_calibration_error(proba, y),
         "n_samples": int(len(y)),
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
         "per_class": {n: report[n] for n in names},
         "macro_avg": report["macro avg"],
+        "reliability": reliability(proba, y),
     }
 
 
 def format_metrics(m: dict[str, Any], classes: list[Any]) -> str:
     """Accuracy, loss and a per-class table for the terminal."""
-    lines = [f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  (n={m['n_samples']})",
+    ece = f"  ECE {m['ece']:.4f}" if "ece" in m else ""
+    lines = [f"accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}{ece}  (n={m['n_samples']})",
              f"{'class':>10} {'precision':>10} {'recall':>10} {'f1':>10} {'support':>8}"]
     for c in classes:
         r = m["per_class"][str(c)]

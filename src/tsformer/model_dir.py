@@ -173,6 +173,25 @@ def save_model_dir(
     return write_dir_atomic(path, files, overwrite=overwrite)
 
 
+def write_config(path: str | os.PathLike, cfg: RunConfig, model: nn.Module | None = None
+                 ) -> Path:
+    """Replace the config.json of model directory ``path`` atomically (a temporary sibling
+    renamed into place): for changes that leave the weights as they are (calibration)."""
+    target = Path(path) / CONFIG_NAME
+    if not target.is_file():
+        raise ModelDirError(f"{path} has no {CONFIG_NAME}; is it a tsformer model directory?")
+    tmp = target.with_name(f".{CONFIG_NAME}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(config_json(cfg, model), encoding="utf-8")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ModelDirError(f"cannot write {target} ({e.strerror or e}); it was left as it "
+                            "was") from None
+    return target
+
+
 def read_json_bounded(path: Path, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     """JSON from a file of bounded size; any fault is one ModelDirError line."""
     try:

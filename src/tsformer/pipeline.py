@@ -39,9 +39,11 @@ from .model_dir import (
     save_model_dir,
 )
 from .models import Ensemble, count_parameters, looks_unnormalized
+from .models.calibrated import uncalibrated
 from .training import History, fit
+from .training.loop import keras_validation_split
 
-__all__ = ["DataShape", "RunConfig", "TrainResult", "check_overrides", "create_model",
+__all__ = ["DataShape", "RunConfig", "TrainResult", "calibrate", "check_overrides", "create_model",
            "evaluate", "load", "member_seed", "predict_logits", "resolve", "resume", "save_run",
            "train"]
 
@@ -107,7 +109,7 @@ def train(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
     seed = cfg.train.seed
     if seed is None:  # scikit-learn's meaning of None: a fresh draw, recorded in the config
         seed = int(np.random.randint(np.iinfo(np.int32).max))
-    cfg = replace(cfg, train=cfg.train.replace(seed=seed))
+    cfg = replace(cfg, train=cfg.train.replace(seed=seed), calibration=None)
     device = resolve_device(cfg.train.device)
     cuda = [device.index or 0] if device.type == "cuda" else []
     np_state = np.random.get_state()
@@ -134,7 +136,69 @@ def train(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
             log(f"interrupted: keeping {len(nets)} of {cfg.members} ensemble members")
         cfg = replace(cfg, members=len(nets))
     model = nets[0] if len(nets) == 1 else Ensemble(nets)
+    model, cfg = _calibrate_on_held_out(model.eval(), cfg, X, y, validation_data, log)
     return TrainResult(model.eval(), cfg, histories)
+
+
+def calibrate(model: nn.Module, cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
+              fitted_on: str = "user data", batch_size: int = 256
+              ) -> tuple[nn.Module, RunConfig]:
+    """Fit the temperature and conformal scores on held-out series ``X`` and codes ``y``
+    (never seen in training), replacing any earlier calibration: the model behind the new
+    temperature, and the config that records it (``config.json``'s ``"calibration"``)."""
+    from .calibration import fit_calibration
+    from .inference import refuse_non_finite
+
+    if len(X) != len(y) or len(y) == 0:
+        raise ConfigError(f"calibration needs series with one label each; got {len(X)} "
+                          f"series and {len(y)} labels")
+    net = uncalibrated(model)
+    logits = refuse_non_finite(predict_logits(net, X, batch_size=batch_size,
+                                              amp=cfg.train.amp), X)
+    cal = fit_calibration(logits.numpy(), np.asarray(y), fitted_on)
+    cfg = replace(cfg, calibration=cal)
+    return cfg.calibrated(net).eval(), cfg
+
+
+def held_out_rows(n: int, cfg: RunConfig) -> np.ndarray:
+    """The training rows no network of ``cfg`` trained on: the validation split the training
+    loop cuts (the same seeded shuffle), for an ensemble the rows in every member's split."""
+    t = cfg.train
+    if t.validation_split <= 0:
+        return np.arange(0)
+    rows: np.ndarray | None = None
+    for i in range(cfg.members):
+        rng = np.random.default_rng(member_seed(t.seed, i))
+        idx = rng.permutation(n) if t.shuffle_before_split else np.arange(n)
+        val = idx[keras_validation_split(n, t.validation_split):]
+        rows = val if rows is None else np.intersect1d(rows, val)
+    return np.sort(rows)
+
+
+def _calibrate_on_held_out(model: nn.Module, cfg: RunConfig, X: np.ndarray, y: np.ndarray,
+                           validation_data: tuple[np.ndarray, np.ndarray] | None,
+                           log: Callable[[str], None] | None) -> tuple[nn.Module, RunConfig]:
+    """After training: calibrate on the validation series when the run has some; else say
+    so (cross-fitted held-out folds would cost training more networks)."""
+    say = log if log is not None and cfg.train.verbose >= 1 else (lambda _msg: None)
+    if validation_data is not None:
+        Xv, yv, where = validation_data[0], validation_data[1], "validation"
+    else:
+        rows = held_out_rows(len(X), cfg)
+        Xv, yv, where = np.asarray(X)[rows], np.asarray(y)[rows], "validation"
+        if cfg.train.validation_split > 0 and cfg.members > 1:
+            where = "validation (rows held out from every member)"
+    if len(yv) == 0:
+        say("calibration: no held-out series (validation_split=0), probabilities are not "
+            "calibrated; fit a temperature on series kept out of training with tsformer "
+            "calibrate RUN_DIR --data FILE (or clf.calibrate(X, y))")
+        return model, cfg
+    model, cfg = calibrate(model, cfg, Xv, yv, fitted_on=where)
+    c = cfg.calibration
+    say(f"calibration on {c.n} held-out series: temperature {c.temperature:.3g}, ECE "
+        f"{c.ece_before:.4f} -> {c.ece_after:.4f}, NLL {c.nll_before:.4f} -> "
+        f"{c.nll_after:.4f}" + (f" ({c.reason})" if c.reason else ""))
+    return model, cfg
 
 
 class NotNormalizedWarning(UserWarning):
@@ -159,6 +223,7 @@ def resume(path: str | os.PathLike, X: np.ndarray, y: np.ndarray, *,
     to extend to ``epochs``) on the same data: from the epoch after its last, the schedule
     where it stopped (see :func:`tsformer.training.fit`'s ``resume``)."""
     model, cfg = load_model_dir(path, device="cpu")
+    model, cfg = uncalibrated(model), replace(cfg, calibration=None)  # refitted after
     if cfg.members > 1:
         raise ConfigError(f"{path} holds an ensemble of {cfg.members} networks; resuming is "
                           "for one network (train the ensemble again with --config)")
@@ -172,6 +237,7 @@ def resume(path: str | os.PathLike, X: np.ndarray, y: np.ndarray, *,
                           "epochs; ask for more (--epochs N)")
     model.train()
     new = fit(model, X, y, cfg.train, log=log, resume=history)
+    model, cfg = _calibrate_on_held_out(model.eval(), cfg, X, y, None, log)
     return TrainResult(model.eval(), cfg, [new])
 
 
@@ -190,11 +256,13 @@ def save_run(path: str | os.PathLike, result: TrainResult, *,
     plus metrics.json, history.csv and, with ``plots``, training_curves.png; with test
     metrics a confusion_matrix.png, and with ``test_data`` (series, labels) the demo page's
     sample.json.  Atomic: nothing half-written is ever left."""
-    from .plots import plot_confusion, plot_history
+    from .plots import plot_confusion, plot_history, plot_reliability
 
     cfg, model = result.config, result.model
     metrics: dict[str, Any] = {"dataset": cfg.data.get("name"), "preset": cfg.preset,
                                **result.summary()}
+    if cfg.calibration is not None:
+        metrics["calibration"] = cfg.calibration.summary()
     card_metrics = None
     if test_metrics is not None:
         metrics["test"] = test_metrics
@@ -214,6 +282,9 @@ def save_run(path: str | os.PathLike, result: TrainResult, *,
             extra["confusion_matrix.png"] = lambda p: plot_confusion(
                 test_metrics["confusion_matrix"], cfg.classes, p, f"{title}: test confusion "
                 "matrix")
+            if "reliability" in test_metrics:
+                extra["reliability.png"] = lambda p: plot_reliability(
+                    test_metrics["reliability"], p, f"{title}: test reliability")
     if test_data is not None:
         extra[SAMPLE_NAME] = demo_sample(*test_data)
     card = model_card(cfg, count_parameters(model), card_metrics)

@@ -63,3 +63,35 @@ def plot_confusion(cm: list[list[int]], classes: list[Any], path: str | Path,
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_reliability(rel: dict[str, list], path: str | Path,
+                     title: str = "test reliability") -> None:
+    """The reliability diagram as a PNG: accuracy against mean confidence per bin of
+    top-class confidence (bars), the diagonal of perfect calibration, and the bins' counts."""
+    plt = _pyplot()
+    edges = np.asarray(rel["edges"], dtype=float)
+    width = np.diff(edges)
+    count = np.asarray(rel["count"], dtype=float)
+    acc = np.asarray([np.nan if a is None else a for a in rel["accuracy"]], dtype=float)
+    conf = np.asarray([np.nan if c is None else c for c in rel["confidence"]], dtype=float)
+    n = max(1.0, count.sum())
+    ece = float(np.nansum(count / n * np.abs(acc - conf)))
+    fig, (ax, hx) = plt.subplots(2, 1, figsize=(5, 6), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 1]})
+    ax.bar(edges[:-1], np.nan_to_num(acc), width=width, align="edge", edgecolor="black",
+           label="accuracy")
+    ax.bar(edges[:-1], np.nan_to_num(conf - acc), bottom=np.nan_to_num(acc), width=width,
+           align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{title} (ECE {ece:.4f})" if title else f"ECE {ece:.4f}")
+    ax.legend(fontsize="small", loc="upper left")
+    hx.bar(edges[:-1], count, width=width, align="edge", edgecolor="black")
+    hx.set_xlabel("confidence (top-class probability)")
+    hx.set_ylabel("series")
+    hx.set_xlim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 
 from ..errors import DataError
 
@@ -18,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "model was trained on)")
     g.add_argument("--file", help="score on this labelled file instead")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--reliability", metavar="PNG",
+                   help="also draw the reliability diagram (accuracy against confidence, 15 "
+                   "bins; its ECE is printed with the metrics) into this PNG file")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -27,6 +32,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..pipeline import evaluate, load
     from .reading import read_for_model
 
+    if args.reliability is not None:
+        _check_png(args.reliability)
     model, cfg = load(args.run_dir, device="cpu")
     n_ch, n_t = cfg.n_channels, cfg.n_timepoints
     if args.file:
@@ -44,8 +51,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise DataError(f"{what} is {X.shape[1]} x {X.shape[2]} but the model expects "
                             f"{n_ch} x {n_t}")
     m = evaluate(model, cfg, X, codes_for(y, cfg.classes, what))
+    if args.reliability is not None:
+        _plot(m, args.reliability, f"{cfg.preset} on {what}")
     if args.json:
         print(json.dumps(m, indent=2))
     else:
         print(f"{what}: " + format_metrics(m, cfg.classes))
     return 0
+
+
+def _check_png(path: str) -> None:
+    """Refuse a diagram path that cannot be written, before any work."""
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise DataError(f"--reliability {path}: give a .png file name")
+    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise DataError(f"--reliability {path}: cannot write there (its folder must exist "
+                        "and be writable)")
+
+
+def _plot(m: dict, path: str, title: str) -> None:
+    """The diagram into a temporary sibling, renamed into place (never half-written)."""
+    from ..plots import plot_reliability
+
+    out = Path(path)
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.png")
+    try:
+        plot_reliability(m["reliability"], tmp, title)
+        os.replace(tmp, out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write {out} ({e.strerror or e})") from None

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .common import positive_int
 
 
@@ -28,7 +28,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=None,
                    help="whether FILE's first column is labels (default: told from the file; "
                    "for unequal-length files, labels if every value is one of the classes)")
+    p.add_argument("--conformal", type=_alpha, metavar="ALPHA",
+                   help="also give each series' split-conformal prediction set: the labels "
+                   "that, for series like the held-out ones the model was calibrated on, hold "
+                   "the true one at least 1 - ALPHA of the time (e.g. 0.1); json: a \"set\" "
+                   "list, csv: a 1/0 column in_CLASS per class")
     p.set_defaults(func=cmd_predict)
+
+
+def _alpha(text: str) -> float:
+    try:
+        alpha = float(text)
+    except ValueError:
+        alpha = float("nan")
+    if not 0 < alpha < 1:
+        raise argparse.ArgumentTypeError(f"ALPHA must be a number in (0, 1), e.g. 0.1, not "
+                                         f"{text!r}")
+    return alpha
 
 
 def _check_output(path: str) -> Path:
@@ -71,12 +87,19 @@ def _write(out: Path, text: str) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
+    from ..calibration import prediction_sets
     from ..inference import predict_logits, refuse_non_finite
     from ..pipeline import load
     from .reading import read_for_model
 
     out = _check_output(args.output) if args.output else None
     model, cfg = load(args.run_dir, device="cpu")
+    threshold = None
+    if args.conformal is not None:
+        if cfg.calibration is None:
+            raise ConfigError(f"{args.run_dir} has no calibration data for conformal sets; "
+                              "calibrate it first (tsformer calibrate RUN_DIR --data FILE)")
+        threshold = cfg.calibration.threshold(args.conformal)
     X, _ = read_for_model(args.file, cfg.n_channels, cfg.n_timepoints, cfg.classes,
                           labels=args.labels)
     logits = refuse_non_finite(predict_logits(model, X, batch_size=args.batch_size,
@@ -84,17 +107,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     proba = torch.softmax(logits.double(), 1).numpy()
     classes = cfg.classes
     labels = [classes[i] for i in proba.argmax(1)]
+    sets = None if threshold is None else prediction_sets(proba, threshold)
     if args.format == "json":
-        text = json.dumps([
-            {"label": lab, "probabilities": {str(c): float(p) for c, p in zip(classes, row,
-                                                                             strict=True)}}
-            for lab, row in zip(labels, proba, strict=True)], indent=1) + "\n"
+        rows = [{"label": lab, "probabilities": {str(c): float(p) for c, p in zip(
+            classes, row, strict=True)}} for lab, row in zip(labels, proba, strict=True)]
+        if sets is not None:
+            for r, s in zip(rows, sets, strict=True):
+                r["set"] = [c for c, inside in zip(classes, s, strict=True) if inside]
+        text = json.dumps(rows, indent=1) + "\n"
     else:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["index", "label"] + [f"p_{c}" for c in classes])
+        w.writerow(["index", "label"] + [f"p_{c}" for c in classes]
+                   + ([f"in_{c}" for c in classes] if sets is not None else []))
         for i, (lab, row) in enumerate(zip(labels, proba, strict=True)):
-            w.writerow([i, lab] + [f"{p:.6f}" for p in row])
+            w.writerow([i, lab] + [f"{p:.6f}" for p in row]
+                       + ([int(v) for v in sets[i]] if sets is not None else []))
         text = buf.getvalue()
     if out is not None:
         _write(out, text)
