@@ -340,6 +340,19 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         codes = self._logits(X).argmax(1).numpy()
         return self.classes_[codes]
 
+    def explain(self, X: Any, *, method: str = "integrated_gradients", target: Any = None,
+                **options: Any) -> Any:
+        """Why each series is classified as it is: attributions ``(n, C, T)`` of the predicted
+        (or ``target``, a label of ``classes_``) class's probability to every step and channel,
+        with the deletion test of their faithfulness (``tsformer.explain.explain``, which
+        takes ``options`` and documents ``method``)."""
+        from .explain import explain, target_code
+
+        check_is_fitted(self, "model_")
+        code = None if target is None else target_code(target, self.classes_.tolist())
+        return explain(self.model_, self._check_input(X), method=method, target=code,
+                       classes=self.classes_.tolist(), **options)
+
     # ------------------------------------------------------------------ calibration
 
     def calibrate(self, X: Any, y: Any) -> TransformerClassifier:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from .errors import ConfigError, DataError, TsformerError
 
 __all__ = ["METHODS", "Deletion", "Explanation", "delete_steps", "deletion_test", "explain",
-           "ignores_scale", "occlusion_windows"]
+           "ignores_scale", "occlusion_windows", "require_captum", "target_code"]
 
 #: Method names, as ``explain(method=...)``, ``tsformer explain --method`` and the server take.
 METHODS = ("integrated_gradients", "occlusion")
@@ -109,7 +109,7 @@ class Explanation:
         return "\n".join(f"deletion test: {d}" for d in self.deletion)
 
 
-def _require_captum() -> Any:
+def require_captum() -> Any:
     try:
         import captum.attr
     except ImportError as e:
@@ -165,6 +165,16 @@ def _targets(target: Any, predicted: np.ndarray, n_classes: int) -> np.ndarray:
     return np.broadcast_to(t, predicted.shape).astype(np.int64)
 
 
+def target_code(target: Any, classes: Sequence[Any]) -> int:
+    """A class label as the model's class code (labels match by their text, as elsewhere), or
+    one ConfigError naming the classes."""
+    index = {str(c): i for i, c in enumerate(classes)}
+    if str(target) not in index:
+        raise ConfigError(f"target {target!r} is not one of the model's classes "
+                          f"({', '.join(str(c) for c in classes)})")
+    return index[str(target)]
+
+
 def _noise_baselines(x: Tensor, draws: int, gen: torch.Generator) -> Tensor:
     """``draws`` Gaussian series per input with its channels' mean and standard deviation."""
     mean = x.mean(-1, keepdim=True)
@@ -186,7 +196,7 @@ def _integrated_gradients(model: nn.Module, x: Tensor, target: Tensor, *, baseli
                           n_steps: int, gen: torch.Generator, batch_size: int) -> Tensor:
     from .models.rocket import relaxed_thresholds
 
-    attr = _require_captum()
+    attr = require_captum()
     draws = BASELINE_DRAWS if baseline == "noise" else 1
     base = (_noise_baselines(x, draws, gen) if baseline == "noise"
             else x.mean(-1, keepdim=True).expand_as(x))
@@ -210,7 +220,7 @@ def occlusion_windows(n_timepoints: int, window: int | None = None) -> tuple[int
 
 def _occlusion(model: nn.Module, x: Tensor, target: Tensor, *, window: int | None,
                batch_size: int) -> Tensor:
-    attr = _require_captum()
+    attr = require_captum()
     w, stride = occlusion_windows(x.shape[-1], window)
     occ = attr.Occlusion(_probabilities(model))
     base = x.mean(-1, keepdim=True).expand_as(x).contiguous()
@@ -250,7 +260,7 @@ def explain(
         raise ConfigError(f"unknown baseline {baseline!r}; use one of {', '.join(BASELINES)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive whole number, not {batch_size!r}")
-    _require_captum()
+    require_captum()
     was_training = model.training
     model.eval()
     try:

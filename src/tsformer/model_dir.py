@@ -60,20 +60,23 @@ def check_creatable(path: str | os.PathLike) -> Path:
     return p
 
 
-def check_writable_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_writable_target(path: str | os.PathLike, overwrite: bool = False, *,
+                          marker: str = CONFIG_NAME, kind: str = "model directory") -> Path:
     """Fail before any work if ``path`` may not become a model directory: what
     :func:`check_creatable` refuses, a non-empty directory without ``overwrite``, and, even
     with it, a non-empty directory that is not a tsformer model directory (overwriting
-    replaces the whole directory).  An empty directory may always be filled."""
+    replaces the whole directory).  An empty directory may always be filled.  ``marker`` and
+    ``kind`` name another kind of output directory (e.g. explanations) and the file that
+    identifies one."""
     p = check_creatable(path)
     if p.is_dir() and any(p.iterdir()):
         if not overwrite:
             raise ModelDirError(f"output directory {p} already exists and is not empty; "
                                 "choose another or allow overwriting (--overwrite, "
                                 "overwrite=True)")
-        if not (p / CONFIG_NAME).is_file():
-            raise ModelDirError(f"will not overwrite {p}: it is not a tsformer model "
-                                f"directory (no {CONFIG_NAME}), and overwriting replaces the "
+        if not (p / marker).is_file():
+            raise ModelDirError(f"will not overwrite {p}: it is not a tsformer {kind} "
+                                f"(no {marker}), and overwriting replaces the "
                                 "whole directory; choose another")
     return p
 
@@ -101,12 +104,13 @@ def _alive(pid: int) -> bool:
 
 
 def write_dir_atomic(path: str | os.PathLike, files: dict[str, FileContent],
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, **kind: str) -> Path:
     """Write ``files`` (name -> text, bytes, or a writer taking the target path) as one unit.
 
     Written into ``.NAME.tmp-PID-*`` beside the target and renamed into place; such
-    directories left by a process that died (SIGKILL, power loss) are removed here."""
-    final = check_writable_target(path, overwrite)
+    directories left by a process that died (SIGKILL, power loss) are removed here.
+    ``kind`` (``marker=``, ``kind=``) is passed to :func:`check_writable_target`."""
+    final = check_writable_target(path, overwrite, **kind)
     final.parent.mkdir(parents=True, exist_ok=True)
     for q in _stale_temp_dirs(final):
         shutil.rmtree(q, ignore_errors=True)

@@ -95,3 +95,34 @@ def plot_reliability(rel: dict[str, list], path: str | Path,
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+#: Channels drawn in one explanation figure; the attributions of all are in the .npy/.csv.
+MAX_PLOTTED_CHANNELS = 8
+
+
+def plot_explanation(series: np.ndarray, attribution: np.ndarray, path: str | Path,
+                     title: str = "") -> None:
+    """One series ``(C, T)`` as a line per channel over its attribution as a coloured band
+    behind it (red: raises the explained class's probability, blue: lowers it; the scale is
+    symmetric around zero so white means no effect), as a PNG."""
+    plt = _pyplot()
+    n_ch = min(len(series), MAX_PLOTTED_CHANNELS)
+    fig, axes = plt.subplots(n_ch, 1, figsize=(9, 1.2 + 1.8 * n_ch), sharex=True,
+                             squeeze=False, layout="constrained")
+    peak = float(np.abs(attribution[:n_ch]).max()) or 1.0
+    t = np.arange(series.shape[-1])
+    for c, ax in enumerate(axes[:, 0]):
+        lo, hi = float(series[c].min()), float(series[c].max())
+        pad = 0.05 * (hi - lo or 1.0)
+        im = ax.imshow(attribution[c][None, :], aspect="auto", cmap="RdBu_r", vmin=-peak,
+                       vmax=peak, extent=(-0.5, len(t) - 0.5, lo - pad, hi + pad),
+                       interpolation="nearest", alpha=0.6)
+        ax.plot(t, series[c], color="black", lw=1)
+        ax.set_ylabel(f"channel {c}" if len(series) > 1 else "value")
+    axes[-1, 0].set_xlabel("time step")
+    fig.colorbar(im, ax=axes[:, 0].tolist(), label="attribution", fraction=0.03)
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

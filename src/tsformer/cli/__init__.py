@@ -21,8 +21,8 @@ from ..errors import TsformerError
 from .common import Parser, info
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("train", "evaluate", "predict", "calibrate", "summary", "datasets", "benchmark",
-            "tune", "serve")
+COMMANDS = ("train", "evaluate", "predict", "explain", "calibrate", "summary", "datasets",
+            "benchmark", "tune", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,7 @@ from ..model_dir import CARD_NAME, SAMPLE_NAME, load_model_dir
 from ..models import count_parameters
 from . import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 from .batcher import Batcher
+from .explain_route import add_explain_route
 from .middleware import (
     DEFAULT_BODY_TIMEOUT,
     LOOPBACK_HOSTS,
@@ -347,6 +348,10 @@ def create_app(
                             for b, row in zip(best, rows, strict=True)],
             "classes": classes,
         })
+
+    add_explain_route(app, model=model, classes=classes, read_series=_read_series,
+                      predict=batcher.predict, errors=_ERRORS, request_body=_predict_openapi(
+                          n_ch, n_t, max_instances)["requestBody"])
 
     @app.get("/v1/model", summary="What the model is, expects and scored")
     async def model_info() -> dict[str, Any]:
