@@ -195,6 +195,15 @@ def test_the_temperature_is_saved_and_applied_after_reload(calibrated, slice_dat
     np.testing.assert_array_equal(back.predict_set(Xte, 0.2), clf.predict_set(Xte, 0.2))
 
 
+def test_a_calibrated_run_is_a_config_to_train_again(calibrated, tmp_path):
+    from tsformer.cli.common import load_config_file
+
+    clf, _ = calibrated
+    clf.save(tmp_path / "run")
+    plan = load_config_file(str(tmp_path / "run"))
+    assert plan["preset"] == "seed" and "calibration" not in plan["overrides"]
+
+
 def test_a_config_without_calibration_still_loads(calibrated, tmp_path):
     clf, _ = calibrated
     clf.save(tmp_path / "run")
@@ -291,3 +300,33 @@ def test_cli_calibrate_refuses_unlabelled_data_in_one_line(capsys, tmp_path, unc
     code, out, err = run(capsys, "calibrate", run_dir, "--data", plain)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "label" in err
     assert (run_dir / "config.json").read_text() == before
+
+
+def test_server_answers_conformal_sets_for_alpha_and_refuses_in_one_json_line(
+        tmp_path, uncalibrated_run, slice_data):
+    import shutil
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from tsformer.serve import create_app
+
+    src, held, _ = uncalibrated_run
+    Xte = slice_data[2][:5]
+    body = {"instances": Xte[:, 0, :].tolist()}
+    plain = TestClient(create_app(src), base_url="http://127.0.0.1")
+    r = plain.post("/v1/predict?alpha=0.2", json=body)
+    assert r.status_code == 422 and "no calibration data" in r.json()["detail"]
+    assert "set" not in plain.post("/v1/predict", json=body).json()["predictions"][0]
+    run_dir = tmp_path / "run"
+    shutil.copytree(src, run_dir)
+    assert main(["calibrate", str(run_dir), "--data", str(held)]) == 0
+    client = TestClient(create_app(run_dir), base_url="http://127.0.0.1")
+    preds = client.post("/v1/predict?alpha=0.2", json=body).json()["predictions"]
+    clf = tsformer.load(run_dir, device="cpu")
+    sets = clf.predict_set(Xte, 0.2)
+    assert [p["set"] for p in preds] == [clf.classes_[s].tolist() for s in sets]
+    assert client.get("/v1/model").json()["calibration"]["n"] == 100
+    for bad in ("0", "1.5", "x", "0.0001"):
+        r = client.post(f"/v1/predict?alpha={bad}", json=body)
+        assert r.status_code == 422 and r.json()["field"] == "alpha", r.text

@@ -57,7 +57,8 @@ def test_train_writes_a_complete_run_directory(trained):
     assert "test accuracy:" in stdout and str(out) in stdout
     names = sorted(p.name for p in out.iterdir())
     assert names == ["README.md", "config.json", "confusion_matrix.png", "history.csv",
-                     "metrics.json", "model.safetensors", "sample.json", "training_curves.png"]
+                     "metrics.json", "model.safetensors", "reliability.png", "sample.json",
+                     "training_curves.png"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["classes"] == [-1, 1] and cfg["input"]["n_timepoints"] == LENGTH
     assert cfg["format_version"] == 2 and cfg["preset"] == "seed" and cfg["members"] == 1
@@ -262,7 +263,8 @@ def test_cli_run_and_estimator_save_write_the_same_layout(tmp_path, small_tsv):
     cli_cfg, est_cfg = _config(cli_dir), _config(est_dir)
     assert set(cli_cfg) == set(est_cfg) == {
         "format", "format_version", "tsformer_version", "preset", "arch", "members",
-        "normalize", "model", "train", "input", "classes", "data", "n_parameters"}
+        "normalize", "model", "train", "input", "classes", "data", "calibration",
+        "n_parameters"}
     assert est_cfg["model"] == cli_cfg["model"]
     assert est_cfg["train"] == cli_cfg["train"]
     assert est_cfg == cli_cfg  # preset, members, input, classes, data, counts: all the same

@@ -72,8 +72,9 @@ def add_set_option(p: argparse.ArgumentParser) -> None:
 
 
 #: Keys a config file may hold: a model directory's config.json or a 'tune' best.json.
+#: (``calibration`` belongs to the trained weights: training again calibrates afresh.)
 _CONFIG_FILE_KEYS = {"preset", "arch", "members", "normalize", "model", "train", "input",
-                     "classes", "data",
+                     "classes", "data", "calibration",
                      "format", "format_version", "tsformer_version", "n_parameters"}
 MAX_CONFIG_FILE_BYTES = 1 << 20
 

@@ -37,6 +37,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from .._version import __version__
+from ..calibration import prediction_sets
 from ..errors import ConfigError, ModelDirError
 from ..model_dir import CARD_NAME, SAMPLE_NAME, load_model_dir
 from ..models import count_parameters
@@ -124,6 +125,7 @@ def _load_sample(path: Path, n_ch: int, n_t: int) -> dict[str, Any] | None:
 class Prediction(BaseModel):
     label: int | float | str
     probabilities: dict[str, float]
+    set: list[int | float | str] | None = None  # with ?alpha=: the conformal prediction set
 
 
 class PredictResponse(BaseModel):
@@ -165,7 +167,11 @@ def _predict_openapi(n_ch: int, n_t: int, max_instances: int) -> dict[str, Any]:
             "properties": {"file": {"type": "string", "format": "binary",
                                     "description": "CSV, one series per line"}}}},
         "text/csv": {"schema": {"type": "string", "description": "one series per line"}},
-    }}}
+    }}, "parameters": [{
+        "name": "alpha", "in": "query", "required": False,
+        "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "description": "also return each series' split-conformal prediction set, which holds "
+                       "the true label at least 1 - alpha of the time (calibrated models)"}]}
 
 
 def _check_limits(**limits: Any) -> None:
@@ -233,6 +239,7 @@ def create_app(
         "normalization": ("per series, inside the model" if
                           cfg.model.to_dict().get("instance_norm") else "none"),
         "n_parameters": count_parameters(model),
+        "calibration": cfg.calibration.summary() if cfg.calibration is not None else None,
         "metrics": metrics if isinstance(metrics, dict) else None,
         "card": _read_card(model_dir / CARD_NAME),
         "sample": {"available": sample is not None,
@@ -329,7 +336,9 @@ def create_app(
         n_ch, n_t, max_instances), responses={200: {"model": PredictResponse}, **_ERRORS},
         summary="Predict the class of each series")
     async def predict(request: Request) -> JSONResponse:
-        """Labels (in the training label space) and class probabilities, one per series."""
+        """Labels (in the training label space) and class probabilities, one per series;
+        with ``?alpha=A`` also each series' split-conformal prediction set (``"set"``)."""
+        threshold = _conformal_threshold(request.query_params.get("alpha"))
         X, fields = await _read_series(request)
         proba = await batcher.predict(X)
         bad = ~np.isfinite(proba).all(1)
@@ -342,12 +351,28 @@ def create_app(
                                fields[i])
         rows = proba.tolist()
         best = proba.argmax(1).tolist()
-        return JSONResponse({
-            "predictions": [{"label": classes[b], "probabilities": dict(zip(keys, row,
-                                                                            strict=True))}
-                            for b, row in zip(best, rows, strict=True)],
-            "classes": classes,
-        })
+        predictions = [{"label": classes[b], "probabilities": dict(zip(keys, row, strict=True))}
+                       for b, row in zip(best, rows, strict=True)]
+        if threshold is not None:
+            for p, inside in zip(predictions, prediction_sets(proba, threshold), strict=True):
+                p["set"] = [c for c, i in zip(classes, inside, strict=True) if i]
+        return JSONResponse({"predictions": predictions, "classes": classes})
+
+    def _conformal_threshold(alpha: str | None) -> float | None:
+        """The conformal threshold for the ``alpha`` query parameter, or one 422 line."""
+        if alpha is None:
+            return None
+        if cfg.calibration is None:
+            raise RequestError(422, "this model has no calibration data for conformal sets "
+                                    "(calibrate it: tsformer calibrate RUN_DIR --data FILE)",
+                               "alpha")
+        try:
+            return cfg.calibration.threshold(float(alpha))
+        except ValueError:
+            raise RequestError(422, "alpha must be a number in (0, 1), e.g. 0.1", "alpha"
+                               ) from None
+        except ConfigError as e:
+            raise RequestError(422, str(e), "alpha") from None
 
     add_explain_route(app, model=model, classes=classes, read_series=_read_series,
                       predict=batcher.predict, errors=_ERRORS, request_body=_predict_openapi(
