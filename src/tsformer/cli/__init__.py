@@ -22,7 +22,7 @@ from .common import Parser, info
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("train", "evaluate", "predict", "explain", "calibrate", "summary", "datasets",
-            "benchmark", "tune", "serve")
+            "benchmark", "tune", "serve", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +40,13 @@ def _notes_as_lines(show: Any) -> Any:
     """A ``warnings.showwarning`` that prints the data layer's notes (e.g. unequal-length
     series resampled) as one line each, and leaves other warnings to ``show``."""
     from ..data import ResampledWarning
-    from ..pipeline import NotNormalizedWarning
 
     def note(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
-        if issubclass(category, (ResampledWarning, NotNormalizedWarning)):
+        # The pipeline (and torch) only when a command loaded it: predict --runtime onnx
+        # runs without torch.
+        pipeline = sys.modules.get(f"{__package__.rpartition('.')[0]}.pipeline")
+        kinds = (ResampledWarning, *([pipeline.NotNormalizedWarning] if pipeline else []))
+        if issubclass(category, kinds):
             info(f"tsformer: note: {message}")
         else:
             show(message, category, *rest, **kw)

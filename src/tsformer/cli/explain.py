@@ -19,9 +19,13 @@ from .common import info, non_negative_int, say
 SUMMARY_NAME = "explanations.json"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..explain import METHODS
+#: :data:`tsformer.explain.METHODS`, spelt out: that module imports torch, and every command's
+#: parser is built at start-up (``tsformer predict --runtime onnx`` runs without torch);
+#: tests/test_export.py checks that the two agree.
+METHODS = ("integrated_gradients", "occlusion")
 
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain", help="attributions of the predictions for the series in FILE",
         description="Attributions of each prediction to every time step and channel (Captum; "

@@ -8,7 +8,11 @@ import io
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ..errors import ConfigError, DataError
 from .common import positive_int
@@ -18,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict labels and probabilities for the series in FILE",
                        description="Labels (in the training data's label space) and class "
                        "probabilities for each series in FILE.")
-    p.add_argument("run_dir", help="model or run directory")
+    p.add_argument("run_dir", help="model or run directory (with --runtime onnx: an exported "
+                   ".onnx file, or a directory holding model.onnx)")
     p.add_argument("file", help="series to classify (.tsv, .csv, .ts, .npy, .npz)")
     p.add_argument("--format", choices=["csv", "json"], default="csv",
                    help="output format (default csv)")
@@ -33,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "that, for series like the held-out ones the model was calibrated on, hold "
                    "the true one at least 1 - ALPHA of the time (e.g. 0.1); json: a \"set\" "
                    "list, csv: a 1/0 column in_CLASS per class")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="torch (default): the PyTorch model; onnx: the graph 'tsformer export' "
+                   "wrote, in onnxruntime, without importing torch (needs onnxruntime)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -84,28 +92,54 @@ def _write(out: Path, text: str) -> None:
         raise DataError(f"cannot write {out} ({e.strerror or e})") from None
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+#: What predicting needs of a model: classes, input shape, calibration (or None), and a
+#: function from series to float64 probabilities.
+Loaded = tuple[list[Any], int, int, Any, Callable[[np.ndarray], np.ndarray]]
+
+
+def _load_torch(args: argparse.Namespace) -> Loaded:
     import torch
 
-    from ..calibration import prediction_sets
     from ..inference import predict_logits, refuse_non_finite
     from ..pipeline import load
+
+    model, cfg = load(args.run_dir, device="cpu")
+
+    def proba(X: np.ndarray) -> np.ndarray:
+        logits = refuse_non_finite(predict_logits(model, X, batch_size=args.batch_size,
+                                                  amp=cfg.train.amp), X)
+        return torch.softmax(logits.double(), 1).numpy()
+
+    return cfg.classes, cfg.n_channels, cfg.n_timepoints, cfg.calibration, proba
+
+
+def _load_onnx(args: argparse.Namespace) -> Loaded:
+    """The exported graph in onnxruntime; nothing here imports torch."""
+    from ..calibration import Calibration
+    from ..runtime import load_onnx
+
+    model = load_onnx(args.run_dir)
+    cal = model.info.config.get("calibration")
+    return (model.classes, model.n_channels, model.n_timepoints,
+            Calibration.from_dict(cal) if cal is not None else None,
+            lambda X: model.predict_proba(X, args.batch_size))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..calibration import prediction_sets
     from .reading import read_for_model
 
     out = _check_output(args.output) if args.output else None
-    model, cfg = load(args.run_dir, device="cpu")
+    load = _load_onnx if args.runtime == "onnx" else _load_torch
+    classes, n_channels, n_timepoints, calibration, predict_proba = load(args)
     threshold = None
     if args.conformal is not None:
-        if cfg.calibration is None:
+        if calibration is None:
             raise ConfigError(f"{args.run_dir} has no calibration data for conformal sets; "
                               "calibrate it first (tsformer calibrate RUN_DIR --data FILE)")
-        threshold = cfg.calibration.threshold(args.conformal)
-    X, _ = read_for_model(args.file, cfg.n_channels, cfg.n_timepoints, cfg.classes,
-                          labels=args.labels)
-    logits = refuse_non_finite(predict_logits(model, X, batch_size=args.batch_size,
-                                              amp=cfg.train.amp), X)
-    proba = torch.softmax(logits.double(), 1).numpy()
-    classes = cfg.classes
+        threshold = calibration.threshold(args.conformal)
+    X, _ = read_for_model(args.file, n_channels, n_timepoints, classes, labels=args.labels)
+    proba = predict_proba(X)
     labels = [classes[i] for i in proba.argmax(1)]
     sets = None if threshold is None else prediction_sets(proba, threshold)
     if args.format == "json":
