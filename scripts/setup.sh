@@ -6,12 +6,27 @@
 #   scripts/setup.sh            -> runtime + offline UCR datasets
 #   scripts/setup.sh test       -> everything the test suite needs, including headless
 #                                  Chromium for the demo page's browser test (apt, as root)
+#   scripts/setup.sh baselines  -> .venv-baselines: aeon (+ CPU PyTorch, which its
+#                                  MultiRocket-Hydra needs) for the live baselines of
+#                                  `tsformer benchmark`, apart from .venv since aeon pins numpy
 # Elsewhere, point TORCH_INDEX at a CPU wheel index if torch==$TORCH_VERSION is not local.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 extras=${1:-ucr}
+torch_into() {  # $1: a venv's python; the CPU build, so no CUDA packages are pulled
+  if [ -n "${TORCH_INDEX:-}" ]; then "$1" -m pip install -q "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX"
+  else "$1" -m pip install -q "torch==$TORCH_VERSION"; fi
+}
+if [ "$extras" = baselines ]; then
+  [ -x .venv-baselines/bin/python ] || "$PY" -m venv .venv-baselines
+  .venv-baselines/bin/python -m pip install -q --disable-pip-version-check -U pip
+  .venv-baselines/bin/python -c "import torch" 2>/dev/null || torch_into .venv-baselines/bin/python
+  .venv-baselines/bin/python -m pip install -q --disable-pip-version-check "aeon>=1.0"
+  echo "setup: live baselines ready: tsformer benchmark finds .venv-baselines/bin/python" >&2
+  exit 0
+fi
 [ "$extras" = test ] && extras="ucr,serve,tune,test"
 pipq() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 \
   | { grep -v "^WARNING: Location" || true; }; }

@@ -1,41 +1,34 @@
-"""``tsformer benchmark``: train and test a preset on UCR/UEA datasets, beside MiniRocket.
+"""``tsformer benchmark``: train and test a preset on UCR/UEA datasets, beside live and
+published baselines.
 
 One command gives the figures the project is judged on: test accuracy (mean/std over seeds)
-and training time per dataset, next to MiniRocket's published accuracy and, when the optional
-``aeon`` extra is importable, a live MiniRocket run on the same machine in the same run (in a
-child process, see :func:`live_minirocket`).
+and CPU time per dataset, next to live runs of aeon's MiniRocket and MultiRocket-Hydra on the
+same split (each in a child process on one thread, possibly under another interpreter, see
+:mod:`tsformer.baselines`; results cached) and the published figures of :mod:`tsformer.suite`.
 The test split is read only for the final evaluation.  Results go to the terminal and to
-``results.md``, ``results.csv`` and ``results.json`` in the output directory.
-
+``results.md``, ``results.csv``, ``results.json`` and ``accuracy_vs_cpu.png`` in the output
+directory, rewritten after every dataset; an interrupted run leaves them marked partial.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
-import math
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: MiniRocket's published mean test accuracy over 30 resamples (the development set).
-PUBLISHED_MINIROCKET: dict[str, float] = {
-    "FordA": 0.948182, "ArrowHead": 0.880952, "BME": 0.992222, "Beef": 0.761111,
-    "BeetleFly": 0.906667, "Car": 0.921111, "Chinatown": 0.968999, "Coffee": 0.99881,
-    "CricketY": 0.841368, "DiatomSizeReduction": 0.94281, "DistalPhalanxTW": 0.695923,
-    "ECGFiveDays": 0.990476, "FacesUCR": 0.96865, "FiftyWords": 0.829011,
-    "FreezerSmallTrain": 0.987322,
-}
-DEV_SET: tuple[str, ...] = tuple(PUBLISHED_MINIROCKET)
+from .suite import PUBLISHED_MINIROCKET, SUITES, markdown_table, summarise  # noqa: F401
+
+DEV_SET: tuple[str, ...] = SUITES["dev15"]
 
 
 # --------------------------------------------------------------------------- one run
@@ -43,13 +36,9 @@ DEV_SET: tuple[str, ...] = tuple(PUBLISHED_MINIROCKET)
 
 def _load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any]]:
     """Train/test arrays with integer codes; test labels mapped onto the training classes."""
-    from .data import codes_for, encode_labels, load_dataset
+    from .suite import load_split
 
-    s = load_dataset(name, progress=False)
-    y_train, classes = encode_labels(s.y_train)
-    y_test = codes_for(s.y_test, classes, f"the {s.name} test split")
-    return (np.asarray(s.X_train, np.float32), y_train, np.asarray(s.X_test, np.float32), y_test,
-            classes)
+    return load_split(name)
 
 
 def train_and_test(
@@ -77,10 +66,13 @@ def train_and_test(
                    else None)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     model, amp = result.model, cfg.train.amp
+    test_cpu = time.process_time()
     proba = predict_logits(model, X_test, amp=amp).softmax(1).numpy()
+    test_cpu = time.process_time() - test_cpu
     pred = proba.argmax(1)
     out = {"accuracy": float((pred == y_test).mean()), "train_seconds": wall,
-           "train_cpu_seconds": cpu,
+           "train_cpu_seconds": cpu, "test_cpu_seconds": test_cpu,
+           "cpu_seconds": cpu + test_cpu,
            "epochs_run": sum(len(h.rows) for h in result.histories),
            "best_epoch": result.histories[0].best_epoch,
            "params": {"model": cfg.model.to_dict(), "train": cfg.train.to_dict(),
@@ -93,109 +85,127 @@ def train_and_test(
     return out
 
 
-def _minirocket(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
-                y_test: np.ndarray, n_jobs: int) -> dict[str, float]:
-    from aeon.classification.convolution_based import MiniRocketClassifier
-
-    clf = MiniRocketClassifier(n_jobs=n_jobs, random_state=0)
-    t0 = time.perf_counter()
-    clf.fit(X_train, y_train)
-    seconds = time.perf_counter() - t0
-    acc = float((np.asarray(clf.predict(X_test)) == y_test).mean())
-    return {"accuracy": acc, "train_seconds": seconds}
-
-
 def live_minirocket(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
-                    y_test: np.ndarray, n_jobs: int) -> dict[str, float] | None:
-    """aeon's MiniRocketClassifier on the same split, or None when aeon is not installed.
+                    y_test: np.ndarray, n_jobs: int = 1) -> dict[str, Any] | None:
+    """aeon's MiniRocketClassifier on the same split with this interpreter's aeon (one
+    thread; ``n_jobs`` is kept for old callers), or None when aeon is not importable here.
 
     It runs in a fresh child process: numba's thread pool, once started, stays in its process
     and made every later torch training step there 6-7x more CPU-costly (measured: the same 30
     steps took 0.75 CPU-s before a MiniRocket fit and 4.5-5.6 after), which would skew the
     table's times for every dataset after the first.
     """
+    from .baselines import run_baseline
+
     if importlib.util.find_spec("aeon") is None:
         return None
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(_minirocket, X_train, y_train, X_test, y_test, n_jobs).result()
+    return run_baseline("minirocket", X_train, y_train, X_test, y_test, python=sys.executable)
 
 
-def _mean_live(lives: list[dict[str, float] | None]) -> dict[str, Any] | None:
+def _mean_live(lives: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     """Live MiniRocket over the resamples: mean accuracy and fit time, and each one's."""
     if not lives or any(v is None for v in lives):
         return None
     if len(lives) == 1:
         return lives[0]
-    return {"accuracy": float(np.mean([v["accuracy"] for v in lives])),
-            "train_seconds": float(np.mean([v["train_seconds"] for v in lives])),
-            "per_resample": lives}
+    keys = [k for k in ("accuracy", "train_seconds", "cpu_seconds", "wall_seconds")
+            if all(k in v for v in lives)]
+    return {**{k: float(np.mean([v[k] for v in lives])) for k in keys}, "per_resample": lives}
+
+
+class LiveBaselines:
+    """The live baselines of one benchmark run: which methods, under which interpreter,
+    and the cache that spares rerunning them."""
+
+    def __init__(self, methods: Sequence[str], python: str | None, aeon: str | None,
+                 cache: Any = None) -> None:
+        self.methods, self.python, self.aeon, self.cache = list(methods), python, aeon, cache
+
+    def run(self, name: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray,
+            note: Any = None) -> dict[str, dict[str, Any]]:
+        """Each method's record on this split: from the cache, else run (a failure is
+        recorded as ``{"error": ...}`` and the benchmark goes on)."""
+        from .baselines import BaselineError, cache_key, run_baseline, split_hash
+
+        out: dict[str, dict[str, Any]] = {}
+        fingerprint = split_hash(X, y, Xt, yt)
+        for method in self.methods:
+            key = cache_key(name, method, self.aeon or "unknown", fingerprint)
+            got = self.cache.get(key) if self.cache is not None else None
+            if got is None and self.aeon is None and self.cache is not None:
+                # no aeon here: a cached result of any aeon version on this very split
+                got = self.cache.find(name, method, fingerprint)
+            if got is not None:
+                out[method] = {**got, "cached": True}
+                continue
+            if self.python is None:
+                continue
+            if note is not None:
+                note(f"{name}: {method}")
+            try:
+                got = {**run_baseline(method, X, y, Xt, yt, python=self.python), "key": key}
+            except BaselineError as e:
+                print(f"tsformer: warning: {name}: {e}", file=sys.stderr)
+                out[method] = {"error": str(e), "accuracy": None, "key": key}
+                continue
+            if self.cache is not None:
+                self.cache.put(key, got)
+            out[method] = {**got, "cached": False}
+        return out
 
 
 # --------------------------------------------------------------------------- the table
 
 
-def _fmt(v: float | None, spec: str = ".4f") -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+def write_results(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
+                  plot: bool = True) -> None:
+    """results.md / results.csv / results.json (and accuracy_vs_cpu.png with ``plot``) in
+    ``out``, each written to a temporary file and renamed, so a stop never leaves half a
+    file."""
+    from .suite import footnotes, plot_accuracy_vs_cpu
 
-
-def summarise(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Table header and rows (one per dataset plus the mean over datasets)."""
-    header = ["dataset", "train", "length", "classes", "acc_mean", "acc_std", "resamples", "seeds",
-              "train_s", "cpu_s", "minirocket_published", "delta", "minirocket_live",
-              "minirocket_live_s"]
-    rows = []
-    for r in results:
-        delta = (r["acc_mean"] - r["published"]) if r["published"] is not None else None
-        live = r.get("minirocket_live") or {}
-        rows.append([r["dataset"], str(r["n_train"]), str(r["length"]), str(r["n_classes"]),
-                     _fmt(r["acc_mean"]), _fmt(r["acc_std"]), str(r.get("resamples", 1)),
-                     str(len(r["runs"]) // r.get("resamples", 1)),
-                     _fmt(r["train_seconds_mean"], ".1f"), _fmt(r["train_cpu_seconds_mean"], ".1f"),
-                     _fmt(r["published"]), _fmt(delta, "+.4f"), _fmt(live.get("accuracy")),
-                     _fmt(live.get("train_seconds"), ".1f")])
-    if len(results) > 1:
-        accs = [r["acc_mean"] for r in results]
-        pub = [r["published"] for r in results if r["published"] is not None]
-        both = len(pub) == len(results)
-        rows.append(["mean", "", "", "", _fmt(float(np.mean(accs))), "", "", "",
-                     _fmt(float(np.mean([r["train_seconds_mean"] for r in results])), ".1f"),
-                     _fmt(float(np.mean([r["train_cpu_seconds_mean"] for r in results])), ".1f"),
-                     _fmt(float(np.mean(pub))) if both else "",
-                     _fmt(float(np.mean(accs) - np.mean(pub)), "+.4f") if both else "", "", ""])
-    return header, rows
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_results(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """results.md / results.csv / results.json in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     header, rows = summarise(results)
     md = f"# Benchmark: preset {meta['preset']}\n\n`{meta['command']}`\n\n"
-    md += markdown_table(header, rows) + "\n"
+    planned = meta.get("datasets_planned")
+    if meta.get("complete") is False:
+        md += (f"**Partial results**: {len(results)} of {planned or '?'} datasets "
+               f"({'interrupted' if meta.get('interrupted') else 'still running'}).\n\n")
+    md += markdown_table(header, rows) + "\n\n" + "\n".join(footnotes(results)) + "\n"
     by_seed = seed_line(results)
     if by_seed:
         md += f"\n{by_seed}\n"
-    (out / "results.md").write_text(md, encoding="utf-8")
-    with open(out / "results.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1,
-                                                 default=str), encoding="utf-8")
+    _write_atomic(out / "results.md", md)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    _write_atomic(out / "results.csv", buf.getvalue())
+    _write_atomic(out / "results.json", json.dumps({"meta": meta, "results": results}, indent=1,
+                                                   default=str))
+    if plot:
+        plot_accuracy_vs_cpu(results, out / "accuracy_vs_cpu.png",
+                             title=f"{meta['preset']} vs live baselines: accuracy and CPU time")
 
 
-def _run_stats(runs: list[dict[str, Any]]) -> dict[str, float]:
-    """A dataset's figures over its runs (seeds x resamples)."""
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _run_stats(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    """A dataset's figures over its runs (seeds x resamples); None without runs (only the
+    baselines ran).  ``cpu_seconds`` is fit + predict (fit alone in older results)."""
+    if not runs:
+        return {k: None for k in ("acc_mean", "acc_std", "train_seconds_mean",
+                                  "train_cpu_seconds_mean", "cpu_seconds_mean")}
     accs = [r["accuracy"] for r in runs]
     return {"acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
             "train_seconds_mean": float(np.mean([r["train_seconds"] for r in runs])),
-            "train_cpu_seconds_mean": float(np.mean([r["train_cpu_seconds"] for r in runs]))}
+            "train_cpu_seconds_mean": float(np.mean([r["train_cpu_seconds"] for r in runs])),
+            "cpu_seconds_mean": float(np.mean([r.get("cpu_seconds", r["train_cpu_seconds"])
+                                               for r in runs]))}
 
 
 def seed_means(results: list[dict[str, Any]]) -> dict[int, float]:
@@ -268,6 +278,7 @@ def merge_results(dirs: Sequence[str | os.PathLike]) -> tuple[list[dict[str, Any
                 m = merged[r["dataset"]]
                 m["runs"] += r["runs"]
                 m["minirocket_live"] = m.get("minirocket_live") or r.get("minirocket_live")
+                m["baselines"] = m.get("baselines") or r.get("baselines")
     out = []
     for r in merged.values():
         r["runs"].sort(key=lambda run: (run.get("resample", 0), run["seed"]))
@@ -288,10 +299,17 @@ def run_benchmark(
     resamples: int = 1, overrides: dict[str, dict[str, Any]] | None = None,
     max_epochs: int | None = None, minirocket: bool = True, n_jobs: int = 1,
     out: Path | None = None, progress: bool = True, command: str = "",
+    baselines: LiveBaselines | None = None, train: bool = True,
 ) -> list[dict[str, Any]]:
     """Every dataset x resample x seed, with one progress bar for the whole run; returns the
     results.  Resample 0 is the archive's split; ``resamples=30`` is the protocol of the
-    published MiniRocket figures (:func:`tsformer.data.stratified_resample`)."""
+    published MiniRocket figures (:func:`tsformer.data.stratified_resample`).
+
+    ``baselines`` runs (or takes from its cache) the live baselines on every split; without
+    it, ``minirocket`` runs MiniRocket with this interpreter's aeon when it has one.
+    ``train=False`` runs the baselines only.  Results are rewritten after each dataset; on
+    Ctrl-C they are written marked partial (``meta["complete"]`` false) and the interrupt
+    goes on up."""
     import torch
     from tqdm.auto import tqdm
 
@@ -299,23 +317,26 @@ def run_benchmark(
     from .data import stratified_resample
 
     check_overrides(preset, overrides)  # fail before any training on a bad option
-    total = len(datasets) * resamples * seeds
-    bar = tqdm(total=total, desc="benchmark", unit="run", disable=not progress,
-               dynamic_ncols=True, file=sys.stderr)
+    total = len(datasets) * resamples * (seeds if train else 1)
+    bar = tqdm(total=total, desc="benchmark", unit="run" if train else "split",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
     results: list[dict[str, Any]] = []
     meta = {"preset": preset, "seeds": seeds, "first_seed": first_seed, "resamples": resamples,
             "overrides": overrides or {}, "max_epochs": max_epochs, "command": command,
-            "date": time.strftime("%Y-%m-%d"),
-            "torch_threads": torch.get_num_threads()}
+            "date": time.strftime("%Y-%m-%d"), "torch_threads": torch.get_num_threads(),
+            "tsformer_trained": train, "datasets_planned": len(datasets), "complete": False}
+    if baselines is not None:
+        meta.update(baselines=baselines.methods, baselines_python=baselines.python,
+                    aeon_version=baselines.aeon)
     try:
         for name in datasets:
             bar.set_description(f"{name}: loading")
             archive = _load(name)
             classes = archive[4]
-            runs, lives = [], []
+            runs, lives, live_runs = [], [], []
             for rs in range(resamples):
                 X, y, Xt, yt = stratified_resample(*archive[:4], rs)
-                for seed in range(first_seed, first_seed + seeds):
+                for seed in range(first_seed, first_seed + seeds) if train else ():
                     where = f" resample {rs}," if resamples > 1 else ""
                     label = f"{name}{where} seed {seed - first_seed + 1}/{seeds}"
                     bar.set_description(label)
@@ -330,18 +351,36 @@ def run_benchmark(
                     bar.update(1)
                     bar.set_postfix(last=f"{name} {r['accuracy']:.4f} in "
                                     f"{r['train_seconds']:.0f}s")
-                if minirocket:
+                if baselines is not None:
+                    live_runs.append(baselines.run(name, X, y, Xt, yt,
+                                                   note=bar.set_description))
+                elif minirocket:
                     bar.set_description(f"{name}: MiniRocket")
                     lives.append(live_minirocket(X, y, Xt, yt, n_jobs))
-            live = _mean_live(lives)
+                if not train:
+                    bar.update(1)
+            by_method = {m: [lr.get(m) for lr in live_runs] for m in
+                         (baselines.methods if baselines is not None else ())}
             results.append({
                 "dataset": name, "n_train": len(X), "n_test": len(Xt), "length": X.shape[2],
                 "n_channels": X.shape[1], "resamples": resamples, "n_classes": len(classes),
                 **_run_stats(runs), "published": PUBLISHED_MINIROCKET.get(name),
-                "minirocket_live": live, "runs": runs,
+                "minirocket_live": _mean_live(lives) if baselines is None
+                else _mean_live(by_method.get("minirocket") or []),
+                "baselines": {m: v[0] if resamples == 1 else v for m, v in by_method.items()
+                              if all(v)},
+                "runs": runs,
             })
             if out is not None:  # keep partial results if a long run is stopped
-                write_results(out, results, meta)
+                write_results(out, results, meta, plot=False)
+        meta["complete"] = True
+        if out is not None:
+            write_results(out, results, meta)
+    except KeyboardInterrupt:
+        meta["interrupted"] = True
+        if out is not None:
+            write_results(out, results, meta)
+        raise
     finally:
         bar.close()
     return results
