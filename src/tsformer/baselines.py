@@ -15,6 +15,7 @@ tsformer reuses them, and a change to the data invalidates them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -22,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,19 +189,38 @@ class BaselineCache:
         return self.entries[keys[-1]] if keys else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
+        """Keep ``value``, and write the file: what is there now plus this run's entries,
+        under a lock so that benchmark processes sharing the cache lose nothing."""
         self.entries[key] = value
         if self.path is None:
             return
-        merged = {**self._read(self.path), **self.entries}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}-")
+        with _locked(self.path.with_name(f".{self.path.name}.lock")):
+            merged = {**self._read(self.path), **self.entries}
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}-")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump({"entries": merged}, f, indent=1, sort_keys=True)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (POSIX advisory lock; none where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: a lost entry is only a rerun
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"entries": merged}, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def entries_from(path: Path) -> dict[str, dict[str, Any]]:
