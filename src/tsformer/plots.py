@@ -81,12 +81,13 @@ def plot_reliability(rel: dict[str, list], path: str | Path,
                                  gridspec_kw={"height_ratios": [3, 1]})
     ax.bar(edges[:-1], np.nan_to_num(acc), width=width, align="edge", edgecolor="black",
            label="accuracy")
-    ax.bar(edges[:-1], np.nan_to_num(conf - acc), bottom=np.nan_to_num(acc), width=width,
-           align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
+    ax.bar(edges[:-1], np.nan_to_num(np.abs(conf - acc)), bottom=np.nan_to_num(
+        np.minimum(acc, conf)), width=width, align="edge", color="tab:red", alpha=0.3,
+        label="gap to mean confidence")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{title} (ECE {ece:.4f})" if title else f"ECE {ece:.4f}")
+    ax.set_title(f"{title}\nECE {ece:.4f}" if title else f"ECE {ece:.4f}", fontsize="medium")
     ax.legend(fontsize="small", loc="upper left")
     hx.bar(edges[:-1], count, width=width, align="edge", edgecolor="black")
     hx.set_xlabel("confidence (top-class probability)")
