@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tsformer.config import DataShape, resolve
     from tsformer.export import ExportError, to_onnx_bytes
+    from tsformer.models import DataDependentInit
     from tsformer.runtime import OnnxModel
 
     torch.set_num_threads(1)
@@ -72,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = resolve(preset, DataShape(1, t, k, n_train))
             torch.manual_seed(0)
             model = cfg.build().eval()
-            with torch.inference_mode():  # primes data-dependent parts (rocket thresholds)
-                model(torch.as_tensor(rng.standard_normal((64, 1, t)), dtype=torch.float32))
+            x0 = torch.as_tensor(rng.standard_normal((64, 1, t)), dtype=torch.float32)
+            for net in model.modules():  # every member's data-dependent init, as training does
+                if isinstance(net, DataDependentInit):
+                    net.init_from_data(x0)
             opts = cfg.model.to_dict()
             built = (f"stem {opts['stem']}, " if "stem" in opts else "") + \
                 f"{cfg.members} member(s)"

@@ -73,7 +73,7 @@ def _serve(args: argparse.Namespace) -> Any:
     bound = [] if _is_unspecified(args.host) else [args.host]  # 0.0.0.0 is no one's name
     app = create_app(args.model_dir, max_body_bytes=args.max_body_bytes,
                      max_instances=args.max_instances, body_timeout=args.body_timeout,
-                     allow_hosts=[*bound, *(args.allow_host or [])])
+                     allow_hosts=[*bound, *(args.allow_host or [])], runtime=args.runtime)
     from ..serve.server import make_server
 
     sock = _bind(args.host, args.port)
@@ -127,7 +127,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
 
     p = sub.add_parser("serve", help="serve a model directory: HTTP API and a demo page")
-    p.add_argument("model_dir", help="a run/model directory written by 'tsformer train'")
+    p.add_argument("model_dir", help="a run/model directory written by 'tsformer train' "
+                   "(with --runtime onnx: an exported .onnx file, or a directory holding "
+                   "model.onnx)")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="torch (default): the PyTorch model; onnx: the graph 'tsformer export' "
+                   "wrote, in onnxruntime (needs tsformer[onnx]; /v1/explain is then absent)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0: any free)")

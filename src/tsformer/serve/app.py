@@ -39,10 +39,9 @@ from starlette.exceptions import HTTPException
 from .._version import __version__
 from ..calibration import prediction_sets
 from ..errors import ConfigError, ModelDirError
-from ..model_dir import CARD_NAME, SAMPLE_NAME, load_model_dir
-from ..models import count_parameters
+from ..model_dir import CARD_NAME, SAMPLE_NAME
 from . import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
-from .batcher import Batcher
+from .batcher import Batcher, load_predictor
 from .explain_route import add_explain_route
 from .middleware import (
     DEFAULT_BODY_TIMEOUT,
@@ -194,9 +193,11 @@ def create_app(
     model_dir: str | os.PathLike, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_instances: int = DEFAULT_MAX_INSTANCES, batch_size: int = 32,
     max_pending: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT,
-    allow_hosts: Sequence[str] = (),
+    allow_hosts: Sequence[str] = (), runtime: str = "torch",
 ) -> FastAPI:
-    """An app serving the model in ``model_dir``, loaded once, here.
+    """An app serving the model in ``model_dir``, loaded once, here.  ``runtime="onnx"``:
+    the exported graph (a .onnx file, or ``model_dir/model.onnx``) in onnxruntime answers
+    /v1/predict (see :func:`tsformer.serve.batcher.load_predictor`).
 
     ``max_body_bytes`` and ``max_instances`` bound each request; ``body_timeout`` is the
     seconds a request body may take to arrive (then 408); ``batch_size`` bounds the memory of
@@ -214,8 +215,7 @@ def create_app(
         hosts = list(dict.fromkeys(host_pattern(h) for h in (*LOOPBACK_HOSTS, *allow_hosts)))
     except (ValueError, TypeError, AttributeError) as e:
         raise ConfigError(f"allow_hosts: {e}") from None
-    model_dir = Path(model_dir)
-    model, cfg = load_model_dir(model_dir)
+    model, cfg, model_dir, n_parameters = load_predictor(model_dir, runtime)
     n_ch, n_t = cfg.n_channels, cfg.n_timepoints
     classes: list[Any] = _finite(list(cfg.classes))
     keys = [str(c) for c in classes]
@@ -238,7 +238,7 @@ def create_app(
         "data": cfg.data,
         "normalization": ("per series, inside the model" if
                           cfg.model.to_dict().get("instance_norm") else "none"),
-        "n_parameters": count_parameters(model),
+        "n_parameters": n_parameters, "runtime": runtime,
         "calibration": cfg.calibration.summary() if cfg.calibration is not None else None,
         "metrics": metrics if isinstance(metrics, dict) else None,
         "card": _read_card(model_dir / CARD_NAME),
@@ -374,9 +374,10 @@ def create_app(
         except ConfigError as e:
             raise RequestError(422, str(e), "alpha") from None
 
-    add_explain_route(app, model=model, classes=classes, read_series=_read_series,
-                      predict=batcher.predict, errors=_ERRORS, request_body=_predict_openapi(
-                          n_ch, n_t, max_instances)["requestBody"])
+    if runtime == "torch":  # attributions need the PyTorch model's gradients
+        add_explain_route(app, model=model, classes=classes, read_series=_read_series,
+                          predict=batcher.predict, errors=_ERRORS, request_body=_predict_openapi(
+                              n_ch, n_t, max_instances)["requestBody"])
 
     @app.get("/v1/model", summary="What the model is, expects and scored")
     async def model_info() -> dict[str, Any]:
