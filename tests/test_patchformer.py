@@ -496,12 +496,13 @@ def test_rocket_thresholds_travel_with_the_weights_and_are_not_refit():
 @pytest.mark.parametrize("length,patch_len,stride", [(80, 2, 1), (131, 4, 2), (577, 18, 9),
                                                      (50, 9, 3), (50, 7, 3), (40, 40, 5)])
 def test_rocket_patch_means_equal_average_pooling_bit_for_bit(length, patch_len, stride):
-    # The block-sum path must give avg_pool1d's numbers exactly, so that its speed changes
-    # no trained weight; patches that are no whole number of strides take avg_pool1d itself.
+    # The block-sum path (padding counted in, not copied) must give the numbers of
+    # avg_pool1d over the replicate-padded map exactly, so that its speed changes no trained
+    # weight; patches that are no whole number of strides take avg_pool1d itself.
     import torch.nn.functional as F
 
     stem = RocketTokens(1, length, patch_len, stride, 8)
-    width = length + stem.pad
-    ppv = (torch.rand(3, 5, width, generator=torch.Generator().manual_seed(0)) > 0.4).float()
-    torch.testing.assert_close(stem._patch_mean(ppv), F.avg_pool1d(ppv, patch_len, stride),
+    ppv = (torch.rand(3, 5, length, generator=torch.Generator().manual_seed(0)) > 0.4).float()
+    padded = F.pad(ppv, (0, stem.pad), mode="replicate") if stem.pad else ppv
+    torch.testing.assert_close(stem._patch_mean(ppv), F.avg_pool1d(padded, patch_len, stride),
                                rtol=0, atol=0)

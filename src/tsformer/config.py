@@ -236,7 +236,7 @@ def resolve(preset: str, shape: DataShape, overrides: Mapping[str, Any] | None =
     if shape.n_train is not None:
         _int_in("n_train", shape.n_train, 1, 10**9)
     over = _split_overrides(overrides)
-    values = p.values(shape)
+    values = p.values(shape, time_limit=over["train"].get("time_limit"))
     model = arch.options.from_dict({**values["model"], **over["model"]})
     model = model.resolved(shape.n_channels, shape.n_timepoints)
     train = TrainConfig.from_dict({**values["train"], **over["train"]})

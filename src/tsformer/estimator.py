@@ -54,7 +54,7 @@ def _path(path: Any, what: str) -> Path:
 #: so there is exactly one place each is set.
 _OWN_TRAIN_OPTIONS = {"seed": "random_state", "device": "device", "verbose": "verbose"}
 #: Estimator parameters that override the preset's (and ``train_params``') training options.
-_TRAIN_SHORTCUTS = ("epochs", "batch_size", "lr", "validation_split", "patience")
+_TRAIN_SHORTCUTS = ("epochs", "batch_size", "lr", "validation_split", "patience", "time_limit")
 
 
 try:  # scikit-learn >= 1.6
@@ -149,6 +149,10 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         ``"zscore"``: each series and channel to zero mean and unit variance inside the model,
         so predictions apply it too; None keeps the preset's (``"none"``: the seed is the
         Keras example exactly; patchformer normalises inside its network).
+    time_limit : float, optional
+        Seconds ``fit`` may take (like HIVE-COTE 2's time limit in aeon): ``patchformer``
+        plans its epochs and ensemble members to fit them on a reference CPU, and any run
+        ends at the limit on this machine with the model so far (``history_.time_limited``).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     random_state : int, RandomState or None
@@ -196,6 +200,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         train_params: dict[str, Any] | None = None,
         members: int | None = None,
         normalize: str | None = None,
+        time_limit: float | None = None,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: str | bool | int = "auto",
@@ -211,6 +216,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         self.train_params = train_params
         self.members = members
         self.normalize = normalize
+        self.time_limit = time_limit
         self.device = device
         self.random_state = random_state
         self.verbose = verbose

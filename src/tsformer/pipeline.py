@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -117,14 +118,25 @@ def train(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
     histories: list[History] = []
     try:
         with torch.random.fork_rng(devices=cuda):
+            limit, t0 = cfg.train.time_limit, time.perf_counter()
+            if limit is not None and cfg.train.verbose and log is not None:
+                log(f"time limit {limit:g} s: planned {cfg.members} network"
+                    f"{'s' * (cfg.members > 1)} x {cfg.train.epochs} epochs; the run ends "
+                    "at the limit with the model so far")
             for i in range(cfg.members):
                 member_cfg = cfg.train.replace(seed=member_seed(seed, i))
                 torch.manual_seed(member_cfg.seed)
+                deadline = None
+                if limit is not None:  # each member an equal share of the time left
+                    left = t0 + limit - time.perf_counter()
+                    if nets and left <= 0:
+                        break
+                    deadline = time.perf_counter() + left / (cfg.members - i)
                 net = cfg.build_network()
                 if cfg.members > 1 and cfg.train.verbose and log is not None:
                     log(f"ensemble member {i + 1}/{cfg.members}")
                 history = fit(net, X, y, member_cfg, validation_data=validation_data,
-                              on_epoch_end=on_epoch_end, log=log)
+                              on_epoch_end=on_epoch_end, log=log, deadline=deadline)
                 nets.append(net.eval())
                 histories.append(history)
                 if history.interrupted:
@@ -133,7 +145,8 @@ def train(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
         np.random.set_state(np_state)
     if len(nets) < cfg.members:
         if log is not None:
-            log(f"interrupted: keeping {len(nets)} of {cfg.members} ensemble members")
+            why = "interrupted" if nets and histories[-1].interrupted else "time limit"
+            log(f"{why}: keeping {len(nets)} of {cfg.members} ensemble members")
         cfg = replace(cfg, members=len(nets))
     model = nets[0] if len(nets) == 1 else Ensemble(nets)
     model, cfg = _calibrate_on_held_out(model.eval(), cfg, X, y, validation_data, log)

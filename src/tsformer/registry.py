@@ -6,7 +6,8 @@ its errors, so any module can register into it without an import cycle (timm's p
   ``@register_model("name", options=MyOptions)`` beside the class.
 * A **preset** is an architecture with defaults: model options, training options, the number
   of ensemble members, and optionally a data-scaled rule ``scale(shape) -> {"model": ...,
-  "train": ..., "members": ...}`` that adjusts them to the training data's size.  Register
+  "train": ..., "members": ...}`` that adjusts them to the training data's size (called as
+  ``scale(shape, time_limit=seconds)`` when a run has a time limit to plan for).  Register
   it with :func:`register_preset`.
 """
 
@@ -64,13 +65,16 @@ class Preset:
     description: str = ""
     scale: ValuesRule | None = None
 
-    def values(self, shape: DataShape | None = None) -> dict[str, Any]:
+    def values(self, shape: DataShape | None = None, time_limit: float | None = None
+               ) -> dict[str, Any]:
         """``{"model", "train", "members", "normalize"}``: the static defaults, with the
-        data-scaled rule's values on top when the training-set size is known."""
+        data-scaled rule's values on top when the training-set size is known (planned for
+        ``time_limit`` seconds where one is given)."""
         out = {"model": copy.deepcopy(self.model), "train": copy.deepcopy(self.train),
                "members": self.members, "normalize": self.normalize}
         if self.scale is not None and shape is not None and shape.n_train is not None:
-            scaled = self.scale(shape)
+            scaled = (self.scale(shape) if time_limit is None
+                      else self.scale(shape, time_limit=time_limit))
             out["model"].update(scaled.get("model", {}))
             out["train"].update(scaled.get("train", {}))
             out["members"] = scaled.get("members", out["members"])

@@ -21,13 +21,15 @@ from .common import (
     merge_overrides,
     parse_overrides,
     positive_int,
+    positive_seconds,
     say,
 )
 
 #: Epochs the CLI trains by default: a run a new user can watch finish on a laptop CPU.
 QUICK_EPOCHS = 10
 #: Flags that set one training option each.
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "patience", "seed", "device", "validation_split")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "patience", "seed", "device", "validation_split",
+               "time_limit")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +50,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int,
                    help=f"max epochs (default {QUICK_EPOCHS}, see --full)")
     p.add_argument("--full", action="store_true", help="use the preset's full schedule")
+    p.add_argument("--time-limit", type=positive_seconds, metavar="SECONDS",
+                   help="train within this many seconds: patchformer plans epochs and "
+                   "ensemble members to fit, and any run ends at the limit with the model so "
+                   "far (implies the full schedule)")
     p.add_argument("--batch-size", type=positive_int, help="series per optimiser step")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
@@ -168,7 +174,8 @@ def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     cfg = resolve(preset, DataShape.of(X, len(d["classes"])), plan["overrides"],
                   classes=d["classes"], data=d["data"])
     full_epochs = cfg.train.epochs
-    capped = args.epochs is None and not args.full and full_epochs > QUICK_EPOCHS
+    capped = (args.epochs is None and not args.full and cfg.train.time_limit is None
+              and full_epochs > QUICK_EPOCHS)
     if capped:  # warm-up and decay are shares of the run, so the schedule keeps its shape
         cfg = replace(cfg, train=cfg.train.replace(epochs=QUICK_EPOCHS))
     n_te = 0 if d["X_test"] is None else len(d["X_test"])

@@ -21,7 +21,7 @@ from .ensemble import Ensemble
 from .normalization import InstanceNorm, ZNormalized, looks_unnormalized
 from .summary import count_parameters, summary
 
-__all__ = ["DataDependentInit", "Ensemble", "InstanceNorm", "ZNormalized", "build_network",
+__all__ = ["DataDependentInit", "Ensemble", "FixedStem", "InstanceNorm", "ZNormalized", "build_network",
            "count_parameters", "looks_unnormalized", "summary"]
 
 
@@ -32,6 +32,20 @@ class DataDependentInit(Protocol):
     before the first step.  Must do nothing when already initialised (a loaded model)."""
 
     def init_from_data(self, x: Tensor) -> None: ...
+
+
+@runtime_checkable
+class FixedStem(Protocol):
+    """A network whose first stage learns nothing (the rocket stem's features): training
+    computes ``fixed_features`` once per series instead of once per step when nothing changes
+    the input between epochs, and an ensemble of members that share the stage computes it once
+    per input.  ``fixed_features`` returns None where the network has no such stage."""
+
+    def fixed_features(self, x: Tensor) -> Tensor | None: ...
+
+    def forward_features(self, f: Tensor) -> Tensor: ...
+
+    def fixed_state(self) -> list[Tensor]: ...
 
 
 def build_network(arch: str, options: Options, n_channels: int, n_timepoints: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 
@@ -24,5 +25,21 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: Tensor) -> Tensor:
-        probs = sum(net(x).float().softmax(-1) for net in self.members) / len(self.members)
+        shared = self._shared_features(x)
+        outs = (net(x) if shared is None else net.forward_features(shared)
+                for net in self.members)
+        probs = sum(o.float().softmax(-1) for o in outs) / len(self.members)
         return probs.clamp_min(1e-12).log()
+
+    def _shared_features(self, x: Tensor) -> Tensor | None:
+        """The members' fixed stem output, computed once, when every member has the same fixed
+        stem (the rocket stem: same kernels, thresholds from the same training series)."""
+        first = self.members[0]
+        if not all(callable(getattr(m, "fixed_state", None)) for m in self.members):
+            return None
+        state = first.fixed_state()
+        if not state or any(len(m.fixed_state()) != len(state) or not all(
+                torch.equal(a, b) for a, b in zip(m.fixed_state(), state, strict=True))
+                for m in self.members[1:]):
+            return None
+        return first.fixed_features(x)

@@ -36,6 +36,18 @@ class ZNormalized(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(self.norm(x))
 
+    # The wrapped network's fixed stem, if any, behind the normalisation (models.FixedStem).
+    def fixed_features(self, x: Tensor) -> Tensor | None:
+        inner = getattr(self.net, "fixed_features", None)
+        return inner(self.norm(x)) if inner is not None else None
+
+    def forward_features(self, f: Tensor) -> Tensor:
+        return self.net.forward_features(f)
+
+    def fixed_state(self) -> list[Tensor]:
+        inner = getattr(self.net, "fixed_state", None)
+        return inner() if inner is not None else []
+
 
 def looks_unnormalized(X) -> str | None:  # noqa: ANN001 - numpy array (n, C, T)
     """Why training data ``X`` looks far from per-series z-normalised, or None: the median

@@ -37,7 +37,7 @@ from ..options import Options, option
 from ..registry import DataShape, register_model, register_preset
 from .normalization import InstanceNorm
 from .patches import patch_padding, resolve_patching, resolve_stem_kernel
-from .rocket import RocketTokens
+from .rocket import RocketTokens, n_rocket_features
 
 
 @dataclass
@@ -55,9 +55,10 @@ class PatchFormerOptions(Options):
         "auto", "points per patch token (auto: twice the stride)", low=1, high=1_000_000)
     stride: Literal["auto"] | int = option(
         "auto", "points between patch starts (auto: about 64 tokens)", low=1, high=1_000_000)
-    stem: Literal["conv", "rocket"] = option(
-        "conv", "conv: two learned long-kernel convolutions; rocket: MiniRocket's fixed "
-        "features per patch")
+    stem: Literal["conv", "sepconv", "rocket"] = option(
+        "conv", "conv: two learned long-kernel convolutions; sepconv: the second one "
+        "depthwise-separable (a fraction of the cost); rocket: MiniRocket's fixed features "
+        "per patch")
     stem_width: int = option(32, "channels of the conv stem", low=1, high=4096)
     stem_kernel: Literal["auto"] | int = option(
         "auto", "conv stem kernel (auto: 16 x stride - 1 within [7, 63])", low=1, high=100_001)
@@ -146,12 +147,13 @@ class PatchFormerNet(nn.Module):
                                                  self.stride, d_model)
             self.pad = 0  # the rocket tokens pad their own features
         else:
-            k = self.stem_kernel
+            k, w = self.stem_kernel, stem_width
+            second = (nn.Conv1d(w, w, k, padding="same", bias=False) if stem == "conv" else
+                      nn.Sequential(nn.Conv1d(w, w, k, padding="same", groups=w, bias=False),
+                                    nn.Conv1d(w, w, 1, bias=False)))
             self.stem = nn.Sequential(
-                nn.Conv1d(n_channels, stem_width, k, padding="same", bias=False),
-                nn.BatchNorm1d(stem_width), nn.GELU(),
-                nn.Conv1d(stem_width, stem_width, k, padding="same", bias=False),
-                nn.BatchNorm1d(stem_width), nn.GELU(),
+                nn.Conv1d(n_channels, w, k, padding="same", bias=False),
+                nn.BatchNorm1d(w), nn.GELU(), second, nn.BatchNorm1d(w), nn.GELU(),
             )
             self.patch = nn.Conv1d(stem_width, d_model, self.patch_len, stride=self.stride)
         self.drop = nn.Dropout(dropout)
@@ -170,11 +172,33 @@ class PatchFormerNet(nn.Module):
         if isinstance(self.patch, RocketTokens) and not self.patch.primed:
             self.patch.fit_biases(self.norm_in(x))
 
+    def fixed_features(self, x: Tensor) -> Tensor | None:
+        """The rocket stem's features of ``x`` (nothing learned: computable once per series,
+        :class:`~tsformer.models.FixedStem`); None for the learned conv stem."""
+        if not isinstance(self.patch, RocketTokens):
+            return None
+        return self.patch.features(self.norm_in(x))
+
+    def forward_features(self, f: Tensor) -> Tensor:
+        """Logits from :meth:`fixed_features`' output."""
+        assert isinstance(self.patch, RocketTokens)
+        return self._tokens(self.patch.project(f))
+
+    def fixed_state(self) -> list[Tensor]:
+        """What the fixed stage computes with: members with equal state share its output."""
+        if not isinstance(self.patch, RocketTokens):
+            return []
+        return [self.patch.weight, self.patch.bias]
+
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(self.norm_in(x))
         if self.pad:
             x = F.pad(x, (0, self.pad), mode="replicate")
-        x = self.drop(self.patch(x).transpose(1, 2))  # (B, tokens, d)
+        return self._tokens(self.patch(x))
+
+    def _tokens(self, x: Tensor) -> Tensor:
+        """Patch embeddings ``(B, d, tokens)`` -> logits."""
+        x = self.drop(x.transpose(1, 2))  # (B, tokens, d)
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
@@ -190,29 +214,64 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "patience": None, "restore_best": True, "warmup": 0.05,
 }
 
-#: Optimiser steps a run aims for, before the epoch bounds below; sets the compute budget.
+#: Optimiser steps a run aims for, within [MIN_EPOCHS, MAX_EPOCHS] epochs, before the
+#: compute budget below trims it.
 TARGET_STEPS = 2500
 MIN_EPOCHS, MAX_EPOCHS = 30, 400
-#: A single run's compute cap (training series x points x epochs), reached only by big
-#: sets: FordA's 20 epochs (3,240 x 500 x 20).  On FordA 20 epochs scored what 49 did.
-MAX_COST = 3240 * 500 * 20
-MIN_CAPPED_EPOCHS = 10  # the cap never cuts a run below this
 #: Training sets below this many series get no validation split (every series trains), the
-#: rocket stem, window warping, mixup and an ensemble.
+#: rocket stem, a pool of augmented copies with window warping, mixup and an ensemble.
 SMALL_DATA = 500
 #: Mixup's Beta(a, a) below SMALL_DATA series.
 SMALL_DATA_MIXUP = 0.2
-#: Stem width for data small enough to afford it (2-2.5x the cost of 32), used only when the
-#: run at WIDE_COST_FACTOR times its cost still fits :data:`MAX_COST`.
-WIDE_STEM, WIDE_COST_FACTOR = 64, 2.5
-#: The rocket stem costs about twice the 32-wide conv stem; the ensemble's bound counts it.
-SMALL_STEM_COST_FACTOR = 2.0
-#: Ensemble members below SMALL_DATA series, fewer where each would cost more than one
-#: FordA run, so no ensemble costs more than SMALL_DATA_MEMBERS FordA runs.
-SMALL_DATA_MEMBERS = 3
+#: Augmented copies of each series below SMALL_DATA series (their rocket features are
+#: computed once), fewer where the feature pool would pass FEATURE_POOL_BYTES.
+AUGMENT_VIEWS, FEATURE_POOL_BYTES = 7, 1024**3
+#: Ensemble members below SMALL_DATA series, as many as the budget gives each at least
+#: MIN_MEMBER_EPOCHS (one network's accuracy swings with its seed on a few dozen series).
+SMALL_DATA_MEMBERS, MIN_MEMBER_EPOCHS = 3, 100
+#: Dense-stem width where the run still gets all its epochs within the budget, else 32.
+WIDE_STEM = 64
+
+# The cost model.  A training step costs each series its forward pass's multiply-adds over
+# MACS_PER_SECOND (forward, backward and optimiser together, as measured on one core of a
+# 2-core x86 server CPU), plus STEP_SECONDS a step; the rocket features cost
+# FEATURE_OPS multiply-add equivalents per kernel output, once per series and copy.
+MACS_PER_SECOND = 6e9
+STEP_SECONDS = 0.005
+FEATURE_OPS = 60
+#: The training budget on that core: BUDGET_SECONDS up to BUDGET_SERIES training series;
+#: above, BUDGET_PER_VALUE seconds per training series x point, at most LARGE_BUDGET_SECONDS
+#: (FordA's 3,601 x 500 reach it).  Prediction and evaluation come on top.
+BUDGET_SECONDS, BUDGET_SERIES = 90.0, 1000
+BUDGET_PER_VALUE, LARGE_BUDGET_SECONDS = 1e-4, 180.0
+#: Share of a user's time limit the plan spends on training (see :func:`auto_params`).
+TIME_LIMIT_SHARE = 0.8
+#: The budget never cuts a run below this many epochs.
+MIN_BUDGET_EPOCHS = 2
 
 
-def auto_params(shape: DataShape) -> dict[str, Any]:
+def forward_macs(o: PatchFormerOptions, n_channels: int, n_timepoints: int) -> float:
+    """Multiply-adds of one series' forward pass through the learned part of a network with
+    resolved options ``o`` (the rocket stem's fixed features excluded: computed once)."""
+    patch_len, stride = int(o.patch_len), int(o.stride)
+    tokens = patch_padding(n_timepoints, patch_len, stride)[1]
+    d, hidden = o.d_model, int(o.d_model * o.mlp_ratio)
+    blocks = o.depth * (tokens * (4 * d * d + 2 * d * hidden) + 2 * tokens * tokens * d)
+    if o.stem == "rocket":
+        return blocks + n_rocket_features(n_timepoints) * d * tokens
+    k, w = int(o.stem_kernel), o.stem_width
+    second = w * w * k if o.stem == "conv" else w * k + w * w
+    return blocks + (n_channels * w * k + second) * n_timepoints + w * d * patch_len * tokens
+
+
+def budget_seconds(n_train: int, n_timepoints: int) -> float:
+    """The training budget of a set of this size on the cost model's core."""
+    if n_train <= BUDGET_SERIES:
+        return BUDGET_SECONDS
+    return min(LARGE_BUDGET_SECONDS, BUDGET_PER_VALUE * n_train * n_timepoints)
+
+
+def auto_params(shape: DataShape, time_limit: float | None = None) -> dict[str, Any]:
     """Model and training options and ensemble members for data of this shape.
 
     Only sizes enter, never a dataset's name.  Why each rule:
@@ -222,41 +281,61 @@ def auto_params(shape: DataShape) -> dict[str, Any]:
     * validation split: 10% once there are >= :data:`SMALL_DATA` series (enough to pick the
       best epoch on); below that every series trains, and the schedule's final weights are
       kept (with mixup and augmentation the best training-loss epoch is a lottery);
-    * augmentation: below :data:`SMALL_DATA` series window warping joins, and mixup;
+    * below :data:`SMALL_DATA` series: the rocket stem (fixed MiniRocket features per patch;
+      a few dozen series are too few to learn a stem from), window warping among the
+      augmentations, drawn once as :data:`AUGMENT_VIEWS` copies of each series so the
+      features are computed once, mixup, and an ensemble;
     * batch: about n/8, a power of two in [8, 64]; the learning rate follows its square root;
-    * epochs: about :data:`TARGET_STEPS` optimiser steps within [30, 400] epochs, and at most
-      :data:`MAX_COST` series x points x epochs but no fewer than 10 epochs (FordA: 20);
-      warm-up is the first 5% of the run;
-    * stem: below :data:`SMALL_DATA` series the rocket stem, above the conv stem,
-      :data:`WIDE_STEM` wide when that run still fits MAX_COST, else 32;
-    * members: below :data:`SMALL_DATA` series :data:`SMALL_DATA_MEMBERS`, fewer where a
-      member costs more than one FordA run; one network otherwise.
+    * epochs: about :data:`TARGET_STEPS` optimiser steps within [30, 400] epochs, then as
+      many as fit :func:`budget_seconds` under the cost model (:func:`forward_macs`), at
+      least :data:`MIN_BUDGET_EPOCHS`; the members of an ensemble share the budget, and there
+      are as many (up to :data:`SMALL_DATA_MEMBERS`) as get :data:`MIN_MEMBER_EPOCHS` each;
+    * dense stem (>= :data:`SMALL_DATA` series): :data:`WIDE_STEM` wide where that run still
+      gets all its epochs within the budget, else 32;
+    * ``time_limit`` (seconds): :data:`TIME_LIMIT_SHARE` of it is the budget instead (the
+      rest is for prediction and the cost model's error); the loop then holds the run to the
+      limit on the machine it runs on.
     """
-    n_train, n_timepoints = int(shape.n_train or 0), shape.n_timepoints
+    n_train, c, t = int(shape.n_train or 0), shape.n_channels, shape.n_timepoints
     small = n_train < SMALL_DATA
     val = 0.0 if small else 0.1
     n_fit = max(1, n_train - math.ceil(n_train * val))
     batch = int(min(64, max(8, 2 ** math.floor(math.log2(max(1, n_fit / 8))))))
     steps = math.ceil(n_fit / batch)
-    epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(TARGET_STEPS / steps))))
-    epoch_cost = n_fit * max(n_timepoints, 64)  # series x points, the unit of MAX_COST
-    epochs = min(epochs, max(MIN_CAPPED_EPOCHS, MAX_COST // epoch_cost))
-    cost = epoch_cost * epochs
-    wide = cost * WIDE_COST_FACTOR <= MAX_COST
-    stem, width, factor = (("rocket", 32, SMALL_STEM_COST_FACTOR) if small
-                           else ("conv", WIDE_STEM, WIDE_COST_FACTOR) if wide
-                           else ("conv", 32, 1.0))
+    wanted = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(TARGET_STEPS / steps))))
+    budget = (budget_seconds(n_train, t) if time_limit is None
+              else TIME_LIMIT_SHARE * float(time_limit))
+    views = 0
+    if small:
+        model = {"stem": "rocket", "stem_width": 32}
+        opts = PatchFormerOptions.from_dict(model).resolved(c, t)
+        tokens = patch_padding(t, int(opts.patch_len), int(opts.stride))[1]
+        per_series = n_rocket_features(t) * tokens * 4  # bytes of one series' features
+        views = int(max(0, min(AUGMENT_VIEWS, FEATURE_POOL_BYTES // (n_fit * per_series) - 1)))
+        dilations = n_rocket_features(t) // (84 * 4)
+        feature_s = n_fit * (views + 1) * dilations * 84 * c * t * FEATURE_OPS / MACS_PER_SECOND
+        budget = max(0.0, budget - feature_s)
+    else:
+        model = {"stem": "conv", "stem_width": WIDE_STEM}
+        opts = PatchFormerOptions.from_dict(model).resolved(c, t)
+    epoch_s = n_fit * forward_macs(opts, c, t) / MACS_PER_SECOND + steps * STEP_SECONDS
+    if not small and wanted * epoch_s > budget:  # the wide stem does not fit: narrow it
+        model["stem_width"] = 32
+        opts = opts.replace(stem_width=32)
+        epoch_s = n_fit * forward_macs(opts, c, t) / MACS_PER_SECOND + steps * STEP_SECONDS
+    affordable = budget / epoch_s  # member-epochs
     members = 1
-    if small:  # as many members as fit SMALL_DATA_MEMBERS FordA runs, at most that many
-        members = min(SMALL_DATA_MEMBERS, max(1, int(SMALL_DATA_MEMBERS * MAX_COST
-                                                     // (cost * factor))))
+    if small:
+        members = int(min(SMALL_DATA_MEMBERS, max(1, affordable // MIN_MEMBER_EPOCHS)))
+    epochs = int(max(MIN_BUDGET_EPOCHS, min(wanted, affordable // members)))
     train = {
         "augment": list(TRAIN_DEFAULTS["augment"]) + ["warp"] * small,
+        "augment_views": views,
         "lr": 1e-3 * math.sqrt(batch / 64), "batch_size": batch, "epochs": epochs,
         "validation_split": val, "mixup": SMALL_DATA_MIXUP if small else 0.0,
         "restore_best": not small,
     }
-    return {"model": {"stem": stem, "stem_width": width}, "train": train, "members": members}
+    return {"model": model, "train": train, "members": members}
 
 
 register_preset(

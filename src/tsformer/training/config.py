@@ -51,8 +51,18 @@ class TrainConfig(Options):
         "none", "balanced: weight each class's loss by n / (classes x its count), for "
         "imbalanced labels (scikit-learn's rule); none: every series counts the same")
     augment: list[AugmentName] = option([], "augmentations applied to each batch, in order")
+    augment_views: int = option(
+        0, "0: augmentations drawn afresh at every step; N: N augmented copies of each series "
+        "made once, and each epoch reads the series or one of its copies at random (with a "
+        "fixed stem such as the rocket stem, its features are then computed once, not at "
+        "every step)",
+        low=0, high=64)
     mixup: float = option(0.0, "Beta(a, a) of mixup (pairs of series and labels blended); "
                           "0: off", low=0.0, high=1000.0)
+    time_limit: float | None = option(
+        None, "seconds for the whole run (all ensemble members): presets with a data-scaled "
+        "rule plan epochs and members to fit it, and training ends at it with the model so "
+        "far; null: none", low=0.0, high=1e8, low_open=True)
     seed: int | None = option(0, "seeds initialisation, shuffles, augmentation and dropout; "
                               "null: a fresh seed each run", low=0, high=2**63 - 1)
     device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N",

@@ -31,13 +31,11 @@ from ..errors import ConfigError, TrainingError
 from ..inference import predict_logits
 from ..models import DataDependentInit
 from . import distributed as dist_
-from .augment import AUGMENTATIONS
 from .config import TrainConfig
+from .inputs import prepare_inputs, validation_inputs
 
 #: Series the data-dependent initialisation sees, spread over the training set.
 INIT_SERIES = 64
-
-
 @dataclass
 class History:
     """Per-epoch metrics and how the run ended."""
@@ -46,6 +44,7 @@ class History:
     best_epoch: int | None = None
     stopped_early: bool = False
     interrupted: bool = False
+    time_limited: bool = False
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -53,6 +52,7 @@ class History:
         out: dict[str, Any] = {
             "epochs_run": len(self.rows), "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early, "interrupted": self.interrupted,
+            "time_limited": self.time_limited,
             "train_seconds": round(self.seconds, 2),
             "seconds_per_epoch": round(self.seconds / max(1, len(self.rows)), 3),
         }
@@ -142,13 +142,18 @@ def class_weights(y: np.ndarray, n_classes: int, rule: str) -> np.ndarray | None
     return w
 
 
-def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+class LRSchedule:
     """The schedule: the learning rate of step ``i`` as a share of ``cfg.lr``.  Warm-up and
-    decay are shares of the run, so a shorter run keeps the schedule's shape."""
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warm = int(cfg.warmup * cfg.epochs * steps_per_epoch)
+    decay are shares of the run, so a shorter run keeps the schedule's shape; ``epochs`` may
+    be shortened mid-run (a time limit), and the decay then finishes within the new length."""
 
-    def f(step: int) -> float:
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
+        self.cfg, self.steps, self.epochs = cfg, steps_per_epoch, cfg.epochs
+
+    def __call__(self, step: int) -> float:
+        cfg = self.cfg
+        total = max(1, self.epochs * self.steps)
+        warm = int(cfg.warmup * self.epochs * self.steps)
         if cfg.schedule == "constant":
             return min(1.0, (step + 1) / warm) if warm else 1.0
         if step < warm:
@@ -159,7 +164,9 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
         # onecycle: linear warm-up then cosine to 1/1000 of the peak
         return 1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * prog))
 
-    return f
+
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> LRSchedule:
+    return LRSchedule(cfg, steps_per_epoch)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -208,6 +215,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _fit_in_time(epoch: int, last: int, start: int, t0: float, deadline: float,
+                 schedule: LRSchedule, history: History, log: Callable[[str], None]) -> int:
+    """The last epoch that still fits before ``deadline`` at the pace so far; the schedule
+    is shortened to match (its decay then ends with the run)."""
+    now = time.perf_counter()
+    per_epoch = (now - t0) / (epoch - start + 1)
+    fits = epoch + max(0, int((deadline - now) // per_epoch))
+    if fits >= last:
+        return last
+    if not history.time_limited:
+        log(f"time limit: ending after epoch {max(epoch, fits)} of {last} "
+            f"({per_epoch:.1f} s an epoch)")
+    history.time_limited = True
+    schedule.epochs = max(epoch, fits)
+    return max(epoch, fits)
+
+
 def _split(X: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
            validation_data: tuple[np.ndarray, np.ndarray] | None):
     """Training and validation arrays: given, or Keras' split of the (once shuffled) data."""
@@ -237,6 +261,7 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, float]], bool | None] | None = None,
     log: Callable[[str], None] | None = None,
     resume: History | None = None,
+    deadline: float | None = None,
 ) -> History:
     """Train one network on ``X (n, C, T)`` float32 and integer class codes ``y``.
 
@@ -249,6 +274,11 @@ def fit(
     training arrays (after one seeded shuffle, as the seed does).  ``on_epoch_end(epoch, row)``
     may return True to stop (pruning, distributed runs, time budgets).  Ctrl-C stops after
     the current step and keeps the best weights so far; ``History.interrupted`` says so.
+
+    ``deadline`` (a ``time.perf_counter()`` value; default: ``cfg.time_limit`` seconds from
+    the start): after each epoch, the run is shortened to the epochs that still fit at the
+    pace so far, the learning-rate decay finishing within them; past the deadline it stops
+    after the current step.  ``History.time_limited`` says when the limit cut the run.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the model trains with DistributedDataParallel:
     ``batch_size`` stays the global batch (see :mod:`tsformer.training.distributed`), metrics
@@ -291,19 +321,23 @@ def fit(
 
     opt = make_optimizer(model, cfg)
     steps = math.ceil(len(Xt) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, steps))
+    schedule = lr_factor(cfg, steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    if deadline is None and cfg.time_limit is not None:
+        deadline = time.perf_counter() + cfg.time_limit
     gen = torch.Generator(device="cpu")
     gen.manual_seed(cfg.seed if cfg.seed is not None else int(time.time()))
     aug_gen = torch.Generator(device=device)
     aug_gen.manual_seed((cfg.seed or 0) + 1 + rank)
+    inputs = prepare_inputs(model, train_model, Xt, cfg, aug_gen, distributed=distributed)
+    eval_model, Xvt = validation_inputs(model, inputs, Xvt)
     # Mixup pairs: ranks draw them for shards of unequal size, so not from `gen`, which must
     # stay the same on every rank (it shuffles the next epoch); one process keeps `gen`.
     pair_gen = gen
     if distributed:
         pair_gen = torch.Generator(device="cpu")
         pair_gen.manual_seed((cfg.seed or 0) + 2 + rank)
-    augs = [AUGMENTATIONS[name] for name in cfg.augment]
-    step_fn = torch.compile(train_model) if cfg.compile else train_model
+    step_fn = torch.compile(inputs.net) if cfg.compile else inputs.net
 
     history = History()
     best_loss, best_state, wait = math.inf, None, 0
@@ -329,8 +363,11 @@ def fit(
     # is and how long it will take, from the first seconds on.
     pace = _Pace(log, cfg.epochs, steps) if cfg.verbose >= 1 and not show_bar else None
     t0 = time.perf_counter()
+    last = cfg.epochs  # a time limit may bring it forward
     try:
         for epoch in range(start, cfg.epochs + 1):
+            if epoch > last:
+                break
             model.train()
             perm = torch.randperm(len(Xt), generator=gen).to(device)
             tot_loss = torch.zeros((), device=device)
@@ -345,9 +382,7 @@ def fit(
                     idx = dist_.shard(idx, rank, world)
                     if len(idx) == 0:  # fewer series than ranks: a zero-weight step keeps
                         idx, weight = perm[:1], 0.0  # DDP in lockstep
-                xb, yb = Xt[idx], yt[idx]
-                for aug in augs:
-                    xb = aug(xb, aug_gen)
+                xb, yb = inputs.batch(idx, aug_gen), yt[idx]
                 lam, pair = 1.0, None
                 if cfg.mixup:
                     lam = float(rng.beta(cfg.mixup, cfg.mixup))
@@ -381,14 +416,18 @@ def fit(
                 bar.update(1)
                 if pace is not None:
                     pace.step(epoch, i + 1)
+                if deadline is not None and not distributed and time.perf_counter() > deadline:
+                    history.time_limited, last = True, epoch  # out of time: stop here
+                    break
             bar.close()
             sum_loss, sum_correct = dist_.all_reduce_sum([tot_loss, tot_correct], device)
-            row = {"epoch": epoch, "loss": sum_loss / len(Xt),
-                   "accuracy": sum_correct / len(Xt), "lr": opt.param_groups[0]["lr"],
+            counted = len(Xt) if distributed else max(1, seen)
+            row = {"epoch": epoch, "loss": sum_loss / counted,
+                   "accuracy": sum_correct / counted, "lr": opt.param_groups[0]["lr"],
                    "seconds": time.perf_counter() - te}
             if Xvt is not None:
                 row["val_loss"], row["val_accuracy"] = _evaluate_tensors(
-                    model, Xvt, yvt, max(256, cfg.batch_size), cfg.amp)
+                    eval_model, Xvt, yvt, max(256, cfg.batch_size), cfg.amp)
             _check_finite(model, row, epoch, cfg, X)
             history.rows.append(row)
             if cfg.verbose >= 1:
@@ -408,6 +447,8 @@ def fit(
                 wait += 1
             if stop:
                 break
+            if deadline is not None and epoch < last:
+                last = _fit_in_time(epoch, last, start, t0, deadline, schedule, history, log)
             if cfg.patience is not None and wait >= cfg.patience:
                 history.stopped_early = True
                 if cfg.verbose >= 1:
