@@ -149,7 +149,8 @@ BLOCKED = {blocked!r}
 class NotInstalled:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)",
+                                      name=name)
         return None
 sys.meta_path.insert(0, NotInstalled())
 """
@@ -199,6 +200,13 @@ def test_the_onnx_path_runs_without_torch(seed_run, seed_onnx, arrowhead, tmp_pa
     assert rows[0] == "index,label,p_0,p_1,p_2" and len(rows) == 6
     labels = [int(r.split(",")[1]) for r in rows[1:]]
     assert labels == want.argmax(1).tolist()
+    # the PyTorch path in such an install: one line saying what is missing, exit 2
+    torch_path = _without_torch(tmp_path, f"""
+        from tsformer.cli import main
+        raise SystemExit(main(["predict", {str(seed_run)!r}, "X.csv"]))
+        """)
+    assert torch_path.returncode == 2 and torch_path.stderr.count("\n") == 1
+    assert "needs torch" in torch_path.stderr and "--runtime onnx" in torch_path.stderr
 
 
 @pytest.mark.slow

@@ -25,6 +25,10 @@ COMMANDS = ("train", "evaluate", "predict", "explain", "calibrate", "summary", "
             "benchmark", "tune", "serve", "export")
 
 
+#: Import names of the core dependencies, which a ``pip install --no-deps`` leaves out.
+CORE_DEPENDENCIES = ("torch", "sklearn", "safetensors", "matplotlib", "tqdm", "platformdirs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
 
@@ -83,6 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except ModuleNotFoundError as e:  # a --no-deps install (ONNX predictions only)
+        if (e.name or "").split(".")[0] not in CORE_DEPENDENCIES:
+            raise
+        print(f"tsformer: error: this command needs {e.name.split('.')[0]}, a dependency this "
+              "installation lacks (without them only 'predict --runtime onnx' works); "
+              "install tsformer with its dependencies: pip install tsformer", file=sys.stderr)
+        return 2
     except OSError as e:  # e.g. the output's disk is full (> /dev/full): one line, not a trace
         where = f" {e.filename}" if getattr(e, "filename", None) else " the output"
         print(f"tsformer: error: cannot write{where} ({e.strerror or e})", file=sys.stderr)
