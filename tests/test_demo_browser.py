@@ -168,3 +168,33 @@ def test_csv_upload_and_no_sample_fallback(browser, model_dir: Path, tmp_path: P
             assert failed == []
         finally:
             page.close()
+
+
+def test_the_prediction_gets_an_attribution_band_from_explain(browser, base_url: str) -> None:
+    """After a prediction the page asks /v1/explain and draws one band cell per time step
+    behind the series; when the explanation is refused there is no band, only a note."""
+    page, failed = _page(browser, base_url)
+    try:
+        page.wait_for_selector("#result[data-state=done]", timeout=15_000)
+        page.wait_for_selector("#plot[data-explained=true] svg g.attribution rect",
+                               timeout=30_000)
+        assert page.locator("#plot svg g.attribution rect").count() == T
+        assert page.locator("#plot svg polyline").count() == 1  # the series, over the band
+        assert "Deleting its top 10% of steps" in page.text_content("#explain-note")
+        assert not failed
+    finally:
+        page.close()
+    page = browser.new_page()
+    page.route("**/v1/explain*", lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body='{"detail": "the server is busy explaining other requests", "field": null}'))
+    try:
+        page.goto(base_url + "/")
+        page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+        page.wait_for_function("document.querySelector('#explain-note').textContent"
+                               ".startsWith('No explanation')", timeout=15_000)
+        assert page.text_content("#predicted-label")
+        assert page.locator("#plot svg g.attribution").count() == 0
+        assert page.locator("#plot svg polyline").count() == 1
+    finally:
+        page.close()

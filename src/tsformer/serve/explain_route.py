@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Awaitable, Callable
+from importlib.util import find_spec
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,7 @@ def add_explain_route(
     keys = [str(c) for c in classes]
 
     def run(X: np.ndarray, method: str, target: int | None) -> Explanation:
+        require_captum()  # the first request imports it, off the event loop
         with lock:
             if state["model"] is None:
                 state["model"] = copy.deepcopy(model).eval()
@@ -109,10 +111,9 @@ def add_explain_route(
         if not isinstance(model, nn.Module):
             raise RequestError(501, "explanations need the PyTorch model; this server runs "
                                     "another runtime (serve with --runtime torch)")
-        try:
-            require_captum()
-        except TsformerError as e:
-            raise RequestError(501, str(e)) from None
+        if find_spec("captum") is None:  # (importing it is for the threadpool: seconds)
+            raise RequestError(501, "explanations need the optional 'explain' extra (Captum) "
+                                    "on the server: pip install 'tsformer[explain]'")
         X, fields = await read_series(request)
         proba = await predict(X)
         bad = ~np.isfinite(proba).all(1)
@@ -130,6 +131,8 @@ def add_explain_route(
             e = await run_in_threadpool(run, X, method, target)
         except DataError as err:
             raise RequestError(422, str(err)) from None
+        except TsformerError as err:  # Captum missing or broken
+            raise RequestError(501, str(err)) from None
         finally:
             state["waiting"] -= 1
         if not np.isfinite(e.attributions).all():

@@ -7,7 +7,8 @@ const COLORS = ["#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#bf3989"
 
 let model = null;    // GET /v1/model
 let sample = null;   // GET /v1/sample, or null when the model ships none
-let shown = { series: [], predictions: [], truth: [] };
+let shown = { series: [], predictions: [], truth: [], explanations: [] };
+let showing = -1;    // the index in `shown` on screen
 
 async function api(path, options) {
   const res = await fetch(path, options);
@@ -100,9 +101,12 @@ function parseSeries(text, { csv = false } = {}) {
 
 // ------------------------------------------------------------------ drawing
 
-function plot(series) {
+// The series, and behind it (after /v1/explain) its attribution summed over channels as a
+// band: red where a step raises the predicted class's probability, blue where it lowers it.
+function plot(series, attribution) {
   const box = $("plot");
   box.replaceChildren();
+  delete box.dataset.explained;
   if (!series || !series.length) return;
   const W = 720, H = 220, L = 48, R = 8, T = 8, B = 22;
   const nums = series.flat().filter((v) => typeof v === "number");
@@ -122,6 +126,22 @@ function plot(series) {
     if (text !== undefined) node.textContent = text;
     svg.append(node);
   };
+  if (attribution) {
+    const band = document.createElementNS(SVG_NS, "g");
+    band.setAttribute("class", "attribution");
+    const peak = Math.max(...attribution.map(Math.abs)) || 1;
+    const half = (W - L - R) / (n - 1) / 2;
+    attribution.forEach((a, i) => {
+      const r = document.createElementNS(SVG_NS, "rect");
+      const x0 = Math.max(L, x(i) - half), x1 = Math.min(W - R, x(i) + half);
+      for (const [k, v] of Object.entries({ x: x0.toFixed(1), y: T, width: (x1 - x0).toFixed(2),
+        height: H - T - B, fill: a >= 0 ? "#d1242f" : "#1f6feb",
+        "fill-opacity": (0.6 * Math.abs(a) / peak).toFixed(3) })) r.setAttribute(k, v);
+      band.append(r);
+    });
+    svg.append(band);
+    box.dataset.explained = "true";
+  }
   add("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" });
   add("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" });
   add("text", { x: L - 4, y: T + 9, "text-anchor": "end" }, fmt(hi, 3));
@@ -156,7 +176,9 @@ function bars(pred) {
 
 function showInstance(i) {
   const pred = shown.predictions[i];
-  plot(shown.series[i]);
+  showing = i;
+  plot(shown.series[i], shown.explanations[i] && shown.explanations[i].band);
+  explainShown(i);
   $("predicted-label").textContent = String(pred.label);
   const truth = shown.truth[i];
   $("true-label-wrap").hidden = truth === undefined;
@@ -167,13 +189,50 @@ function showInstance(i) {
 }
 
 function showResults(series, predictions, truth = []) {
-  shown = { series, predictions, truth };
+  shown = { series, predictions, truth, explanations: [] };
   const sel = $("instance-select");
   sel.replaceChildren();
   predictions.forEach((p, i) => sel.append(el("option", { value: String(i) }, `#${i + 1}: ${p.label}`)));
   $("instance-controls").hidden = predictions.length < 2;
   $("status").textContent = `${predictions.length} series classified.`;
   showInstance(0);
+}
+
+// ------------------------------------------------------------------ explanations
+
+function explainNote(text) {
+  $("explain-note").textContent = text;
+  $("explain-note").hidden = !text;
+}
+
+function describe(e) {
+  const d = e.deletion && e.deletion[0];
+  const faith = d ? ` Deleting its top ${Math.round(100 * d.fraction)}% of steps lowers that probability by ${fmt(d.top_drop, 2)} (random steps: ${fmt(d.random_drop, 2)}).` : "";
+  return `Background: ${e.method.replace("_", " ")} — red steps raise the probability of class ${e.target}, blue ones lower it.${faith}`;
+}
+
+// Ask /v1/explain for the series on screen (once per series) and draw its band; a failure
+// only leaves a note, the prediction stands.
+async function explainShown(i) {
+  const cached = shown.explanations[i];
+  if (cached) { explainNote(cached.note); return; }
+  const mine = shown;
+  explainNote("explaining…");
+  try {
+    const res = await api("/v1/explain", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ instances: asInstances([mine.series[i]]) }),
+    });
+    const e = res.explanations[0];
+    const band = e.attributions[0].map((_, t) => e.attributions.reduce((s, ch) => s + ch[t], 0));
+    mine.explanations[i] = { band, note: describe({ ...e, method: res.method, deletion: res.deletion }) };
+  } catch (err) {
+    mine.explanations[i] = { band: null, note: `No explanation: ${err.message}` };
+  }
+  if (shown === mine && showing === i) {
+    plot(mine.series[i], mine.explanations[i].band);
+    explainNote(mine.explanations[i].note);
+  }
 }
 
 // ------------------------------------------------------------------ actions
