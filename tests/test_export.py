@@ -319,3 +319,18 @@ def test_serve_onnx_runtime_answers_as_the_torch_model(seed_run, seed_onnx, arro
 
     with pytest.raises(ConfigError, match="runtime"):
         create_app(seed_run, runtime="tensorrt")
+
+
+def test_export_onnx_refuses_api_misuse_before_tracing(tmp_path):
+    from tsformer.errors import ConfigError
+
+    net = torch.nn.Linear(2, 2)
+    with pytest.raises(ConfigError, match="RunConfig"):
+        export_onnx(net, tmp_path / "m.onnx")  # a module needs its config
+    with pytest.raises(ConfigError, match="output path"):
+        export_onnx(net)  # only a run directory has a default output
+    with pytest.raises(ConfigError, match="tolerance"):
+        export_onnx(net, tmp_path / "m.onnx", tolerance=0)
+    with pytest.raises(ConfigError, match="fitted TransformerClassifier"):
+        export_onnx(42, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
