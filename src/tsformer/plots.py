@@ -109,8 +109,11 @@ def plot_explanation(series: np.ndarray, attribution: np.ndarray, path: str | Pa
     symmetric around zero so white means no effect), as a PNG."""
     plt = _pyplot()
     n_ch = min(len(series), MAX_PLOTTED_CHANNELS)
-    fig, axes = plt.subplots(n_ch, 1, figsize=(9, 1.2 + 1.8 * n_ch), sharex=True,
-                             squeeze=False, layout="constrained")
+    height = 1.2 + 1.8 * n_ch
+    fig, axes = plt.subplots(n_ch, 1, figsize=(9, height), sharex=True, squeeze=False)
+    # a fixed layout: matplotlib's constrained layout doubles the time of a figure
+    fig.subplots_adjust(left=0.08, right=0.86, bottom=0.55 / height, top=1 - 0.7 / height,
+                        hspace=0.15)
     peak = float(np.abs(attribution[:n_ch]).max()) or 1.0
     t = np.arange(series.shape[-1])
     for c, ax in enumerate(axes[:, 0]):
@@ -122,7 +125,8 @@ def plot_explanation(series: np.ndarray, attribution: np.ndarray, path: str | Pa
         ax.plot(t, series[c], color="black", lw=1)
         ax.set_ylabel(f"channel {c}" if len(series) > 1 else "value")
     axes[-1, 0].set_xlabel("time step")
-    fig.colorbar(im, ax=axes[:, 0].tolist(), label="attribution", fraction=0.03)
+    fig.colorbar(im, cax=fig.add_axes((0.88, 0.55 / height, 0.015, 1 - 1.25 / height)),
+                 label="attribution")
     if title:
         fig.suptitle(title, fontsize="medium")
     fig.savefig(path, dpi=80)
