@@ -2,10 +2,12 @@
 
 The graph is traced by PyTorch's ``torch.export``-based exporter (``torch.onnx.export(...,
 dynamo=True)``, the default since PyTorch 2.9; it needs ``onnxscript``).  The older
-TorchScript exporter also traces both presets, but it is deprecated, warns on every use and
-leaves a graph about three times larger; the ``torch.export`` one checks that the batch axis
-really is free (a model that fixed it would fail the export, not a later deployment).  The
-seed's attention traces its PyTorch path: the compiled kernel is switched off
+TorchScript exporter is deprecated, warns on every use, leaves a graph about three times
+larger and cannot translate the rocket stem's comparison into a preallocated tensor.  The
+batch axis is ``Dim.AUTO``: a branch on the batch size (the rocket stem's chunking) keeps the
+branch the trace took, which computes the same function for any batch; the parity check runs
+a batch and a single series, so a graph whose batch the trace fixed is refused.  The seed's
+attention traces its PyTorch path: the compiled kernel is switched off
 (``TSFORMER_NATIVE=0``) while tracing; the parity check compares against the model as
 ``tsformer predict`` runs it, kernel included.
 
@@ -173,7 +175,7 @@ def to_onnx_bytes(model: nn.Module, cfg: RunConfig) -> bytes:
             program = torch.onnx.export(
                 wrapped, (example,), dynamo=True, input_names=[INPUT_NAME],
                 output_names=[LOGITS_NAME, PROBABILITIES_NAME],
-                dynamic_shapes={"series": {0: torch.export.Dim("batch", min=1)}},
+                dynamic_shapes={"series": {0: torch.export.Dim.AUTO}},
                 optimize=True, verbose=False, external_data=False)
     except Exception as e:  # the exporter's errors are many types, with pages of detail
         cause = e
@@ -202,7 +204,13 @@ def parity(session: OnnxModel, model: nn.Module, X: np.ndarray) -> float:
         ref = torch.softmax(predict_logits(model, X, amp="off").double(), 1).numpy()
     worst = 0.0
     for xs, want in ((X, ref), (X[:1], ref[:1])):
-        logits, proba = session.run(xs, [LOGITS_NAME, PROBABILITIES_NAME])
+        try:
+            logits, proba = session.run(xs, [LOGITS_NAME, PROBABILITIES_NAME])
+        except Exception as e:  # onnxruntime's own error types
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ExportError(f"the exported graph does not run on a batch of {len(xs)} "
+                              f"series ({first}); the trace fixed a shape it should not "
+                              "have") from None
         for got in (proba.astype(np.float64), softmax(logits)):
             if got.shape != want.shape or not np.isfinite(got).all():
                 return float("inf")

@@ -35,6 +35,8 @@ class Ensemble(nn.Module):
         """The members' fixed stem output, computed once, when every member has the same fixed
         stem (the rocket stem: same kernels, thresholds from the same training series)."""
         first = self.members[0]
+        if torch.compiler.is_exporting():  # comparing weights is not traceable: each member
+            return None                     # computes its own stem in an exported graph
         if not all(callable(getattr(m, "fixed_state", None)) for m in self.members):
             return None
         state = first.fixed_state()
