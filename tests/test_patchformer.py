@@ -194,22 +194,22 @@ def test_auto_params_scale_with_the_data():
     assert (small["train"]["mixup"], big["train"]["mixup"]) == (0.2, 0.0)  # mixup likewise
     assert "warp" not in TRAIN_DEFAULTS["augment"]  # the rule adds it; the defaults stay put
     assert 8 <= small["train"]["batch_size"] < big["train"]["batch_size"] <= 64
-    assert small["train"]["epochs"] > big["train"]["epochs"] == 20  # big: the compute cap
-    assert auto_params(DataShape(1, 1000, 2, 16000))["train"]["epochs"] == 10  # never below 10
+    # epochs: the step target on tiny sets; the compute budget trims big ones (FordA), never
+    # below MIN_BUDGET_EPOCHS
+    assert small["train"]["epochs"] == 400 > big["train"]["epochs"] >= 2
+    assert auto_params(DataShape(1, 1000, 2, 16000))["train"]["epochs"] == 2
     assert small["train"]["lr"] < big["train"]["lr"]
-    # below SMALL_DATA series the fixed MiniRocket features; above, the dense stem, 64 wide
-    # where the data afford it, else 32 (FordA keeps its budget)
-    assert small["model"]["stem"] == "rocket"
-    assert (big["model"]["stem"], big["model"]["stem_width"]) == ("conv", 32)
-    mid = auto_params(DataShape(1, 50, 2, 600))
-    assert (mid["model"]["stem"], mid["model"]["stem_width"], mid["members"]) == ("conv", 64, 1)
-    cricket = auto_params(DataShape(1, 300, 12, 390))  # CricketY's shape
-    assert (cricket["model"]["stem"], cricket["members"]) == ("rocket", 2)
-    # a deep ensemble below SMALL_DATA series, where one network swings with its seed;
-    # FordA-size sets keep one network and their time budget
+    # below SMALL_DATA series the fixed MiniRocket features with augmentation drawn once as
+    # copies; above, a learned stem, 64 wide where the data afford it, else 32
+    assert small["model"]["stem"] == "rocket" and small["train"]["augment_views"] == 7
+    assert big["model"]["stem"] != "rocket" and big["train"]["augment_views"] == 0
+    assert big["model"]["stem_width"] in (32, 64)
+    wide, narrow = auto_params(DataShape(1, 24, 2, 500)), auto_params(DataShape(1, 50, 2, 600))
+    assert (wide["model"]["stem_width"], narrow["model"]["stem_width"]) == (64, 32)
+    # a deep ensemble below SMALL_DATA series where the budget gives each member enough
+    # epochs; one network where it does not (CricketY's shape) and on FordA-size sets
     assert (small["members"], big["members"]) == (3, 1)
-    # no ensemble costs more than three FordA runs: costlier members, fewer of them
-    assert auto_params(DataShape(1, 2000, 3, 499))["members"] == 1
+    assert auto_params(DataShape(1, 300, 12, 390))["members"] == 1
     # members overridden: every member gets the single-network schedule
     five = resolve("patchformer", shapes["small"], {"members": 5})
     one = resolve("patchformer", shapes["small"], {"members": 1})

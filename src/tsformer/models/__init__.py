@@ -21,8 +21,8 @@ from .ensemble import Ensemble
 from .normalization import InstanceNorm, ZNormalized, looks_unnormalized
 from .summary import count_parameters, summary
 
-__all__ = ["DataDependentInit", "Ensemble", "FixedStem", "InstanceNorm", "ZNormalized", "build_network",
-           "count_parameters", "looks_unnormalized", "summary"]
+__all__ = ["DataDependentInit", "Ensemble", "FixedStem", "InstanceNorm", "ZNormalized",
+           "build_network", "count_parameters", "looks_unnormalized", "summary"]
 
 
 @runtime_checkable
