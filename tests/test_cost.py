@@ -179,9 +179,23 @@ def test_features_are_bit_identical_to_the_pooling_definition():
 
 def test_forward_macs_counts_the_learned_part():
     base = PatchFormerOptions().resolved(1, 500)
-    sep = PatchFormerOptions(stem="sepconv").resolved(1, 500)
+    narrow = PatchFormerOptions(stem_width=16).resolved(1, 500)
     rocket = PatchFormerOptions(stem="rocket").resolved(1, 500)
-    assert forward_macs(sep, 1, 500) < 0.5 * forward_macs(base, 1, 500)
+    assert forward_macs(narrow, 1, 500) < 0.5 * forward_macs(base, 1, 500)
     assert forward_macs(rocket, 1, 500) < forward_macs(base, 1, 500)
     deeper = PatchFormerOptions(depth=6).resolved(1, 500)
     assert forward_macs(deeper, 1, 500) > forward_macs(base, 1, 500)
+
+
+def test_a_short_run_drops_regularisation_and_warmup_except_what_the_user_set():
+    shape = DataShape(1, 251, 3, 36)  # ArrowHead's sizes: 5 steps an epoch
+    full = resolve("patchformer", shape).train
+    assert full.mixup > 0 and full.augment and full.warmup > 0  # a long run keeps them
+    short = resolve("patchformer", shape, {"train": {"epochs": 10}}).train
+    assert (short.mixup, short.augment, short.augment_views, short.label_smoothing,
+            short.warmup) == (0.0, [], 0, 0.0, 0.0)
+    mine = resolve("patchformer", shape, {"train": {"epochs": 10, "mixup": 0.4}}).train
+    assert mine.mixup == 0.4 and mine.augment == []  # what the user set stays
+    # the seed preset has no such rule: its 10-epoch run is its schedule, shortened
+    seed = resolve("seed", DataShape(1, 500, 2, 3601), {"train": {"epochs": 10}}).train
+    assert seed.epochs == 10 and seed.patience == 10

@@ -240,6 +240,8 @@ def resolve(preset: str, shape: DataShape, overrides: Mapping[str, Any] | None =
     model = arch.options.from_dict({**values["model"], **over["model"]})
     model = model.resolved(shape.n_channels, shape.n_timepoints)
     train = TrainConfig.from_dict({**values["train"], **over["train"]})
+    if p.finish is not None and shape.n_train is not None:  # on checked values
+        train = TrainConfig.from_dict(p.finish(shape, train.to_dict(), set(over["train"])))
     members = over["members"] if over["members"] is not None else values["members"]
     normalize = over["normalize"] if over["normalize"] is not None else values["normalize"]
     return RunConfig(preset=p.name, arch=p.arch, model=model, train=train,

@@ -7,7 +7,9 @@ its errors, so any module can register into it without an import cycle (timm's p
 * A **preset** is an architecture with defaults: model options, training options, the number
   of ensemble members, and optionally a data-scaled rule ``scale(shape) -> {"model": ...,
   "train": ..., "members": ...}`` that adjusts them to the training data's size (called as
-  ``scale(shape, time_limit=seconds)`` when a run has a time limit to plan for).  Register
+  ``scale(shape, time_limit=seconds)`` when a run has a time limit to plan for), and a
+  ``finish(shape, train, explicit)`` rule that adjusts the training options the user left
+  alone once the user's overrides are known (e.g. a run shortened by ``epochs``).  Register
   it with :func:`register_preset`.
 """
 
@@ -50,6 +52,9 @@ class Architecture:
 
 
 ValuesRule = Callable[[DataShape], Mapping[str, Any]]
+#: ``finish(shape, train, explicit) -> train``: the training options once the user's overrides
+#: are in (``explicit``: the names the user set, which it must leave alone).
+FinishRule = Callable[[DataShape, dict[str, Any], set[str]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Preset:
     normalize: str = "none"
     description: str = ""
     scale: ValuesRule | None = None
+    finish: FinishRule | None = None
 
     def values(self, shape: DataShape | None = None, time_limit: float | None = None
                ) -> dict[str, Any]:
@@ -106,14 +112,15 @@ def register_model(name: str, *, options: type) -> Callable[[type], type]:
 def register_preset(name: str, *, arch: str, model: Mapping[str, Any] | None = None,
                     train: Mapping[str, Any] | None = None, members: int = 1,
                     normalize: str = "none", description: str = "",
-                    scale: ValuesRule | None = None) -> Preset:
+                    scale: ValuesRule | None = None, finish: FinishRule | None = None
+                    ) -> Preset:
     """Add (or replace) a preset.  Its options are checked when it is first resolved."""
     _builtin()
     if arch not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     ARCHITECTURES[arch].options.check_names(model or {})
     preset = Preset(name, arch, dict(model or {}), dict(train or {}), members, normalize,
-                    description, scale)
+                    description, scale, finish)
     PRESETS[name] = preset
     return preset
 

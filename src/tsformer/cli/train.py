@@ -8,7 +8,6 @@ import io
 import signal
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +175,10 @@ def _train(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     full_epochs = cfg.train.epochs
     capped = (args.epochs is None and not args.full and cfg.train.time_limit is None
               and full_epochs > QUICK_EPOCHS)
-    if capped:  # warm-up and decay are shares of the run, so the schedule keeps its shape
-        cfg = replace(cfg, train=cfg.train.replace(epochs=QUICK_EPOCHS))
+    if capped:  # as if asked for: the preset adjusts its schedule to the shorter run
+        quick = merge_overrides(plan["overrides"], {"train": {"epochs": QUICK_EPOCHS}})
+        cfg = resolve(preset, DataShape.of(X, len(d["classes"])), quick,
+                      classes=d["classes"], data=d["data"])
     n_te = 0 if d["X_test"] is None else len(d["X_test"])
     info(f"{d['data']['name']}: {len(X)} train / {n_te} test series, {X.shape[1]} channel(s) "
          f"x {X.shape[2]} points, {len(d['classes'])} classes")
