@@ -49,6 +49,10 @@ __all__ = ["DataShape", "RunConfig", "TrainResult", "calibrate", "check_override
            "train"]
 
 
+#: Share of a time limit kept for what follows the training loop (calibration, wrapping up).
+TIME_LIMIT_RESERVE = 0.05
+
+
 def create_model(name: str, *, n_channels: int, n_timepoints: int, n_classes: int,
                  n_train: int | None = None, **overrides: Any) -> nn.Module:
     """Build preset ``name`` for data of this shape, exactly as training would (untrained).
@@ -128,7 +132,7 @@ def train(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *,
                 torch.manual_seed(member_cfg.seed)
                 deadline = None
                 if limit is not None:  # each member an equal share of the time left
-                    left = t0 + limit - time.perf_counter()
+                    left = t0 + (1 - TIME_LIMIT_RESERVE) * limit - time.perf_counter()
                     if nets and left <= 0:
                         break
                     deadline = time.perf_counter() + left / (cfg.members - i)

@@ -144,16 +144,17 @@ def class_weights(y: np.ndarray, n_classes: int, rule: str) -> np.ndarray | None
 
 class LRSchedule:
     """The schedule: the learning rate of step ``i`` as a share of ``cfg.lr``.  Warm-up and
-    decay are shares of the run, so a shorter run keeps the schedule's shape; ``epochs`` may
-    be shortened mid-run (a time limit), and the decay then finishes within the new length."""
+    decay are shares of the run, so a shorter run keeps the schedule's shape; ``total`` (the
+    run's steps) may be brought forward mid-run (a time limit), and the decay then finishes
+    within the new length."""
 
     def __init__(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
-        self.cfg, self.steps, self.epochs = cfg, steps_per_epoch, cfg.epochs
+        self.cfg = cfg
+        self.total = max(1, cfg.epochs * steps_per_epoch)
+        self.warm = int(cfg.warmup * cfg.epochs * steps_per_epoch)
 
     def __call__(self, step: int) -> float:
-        cfg = self.cfg
-        total = max(1, self.epochs * self.steps)
-        warm = int(cfg.warmup * self.epochs * self.steps)
+        cfg, total, warm = self.cfg, self.total, min(self.warm, self.total)
         if cfg.schedule == "constant":
             return min(1.0, (step + 1) / warm) if warm else 1.0
         if step < warm:
@@ -215,21 +216,34 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _fit_in_time(epoch: int, last: int, start: int, t0: float, deadline: float,
-                 schedule: LRSchedule, history: History, log: Callable[[str], None]) -> int:
-    """The last epoch that still fits before ``deadline`` at the pace so far; the schedule
-    is shortened to match (its decay then ends with the run)."""
-    now = time.perf_counter()
-    per_epoch = (now - t0) / (epoch - start + 1)
-    fits = epoch + max(0, int((deadline - now) // per_epoch))
-    if fits >= last:
-        return last
-    if not history.time_limited:
-        log(f"time limit: ending after epoch {max(epoch, fits)} of {last} "
-            f"({per_epoch:.1f} s an epoch)")
-    history.time_limited = True
-    schedule.epochs = max(epoch, fits)
-    return max(epoch, fits)
+class _Deadline:
+    """Holds a run to a deadline: after every step, the steps that still fit at the pace so
+    far (steps since the start, validation included) become the schedule's length, so the
+    learning-rate decay ends with the run; the run stops once it has taken them."""
+
+    def __init__(self, deadline: float, schedule: LRSchedule, history: History,
+                 log: Callable[[str], None], done: int) -> None:
+        self.deadline, self.schedule, self.history, self.log = deadline, schedule, history, log
+        self.t0, self.start, self.planned = time.perf_counter(), done, schedule.total
+
+    def step(self, done: int) -> bool:
+        """After optimiser step ``done`` (counted from the run's first): True to stop."""
+        now = time.perf_counter()
+        if now >= self.deadline:
+            self.history.time_limited = True
+            return True
+        if done - self.start < 5 and now - self.t0 < 1.0:  # too few steps to judge the pace
+            return False
+        per_step = (now - self.t0) / max(1, done - self.start)
+        fits = done + int((self.deadline - now) // per_step)
+        self.schedule.total = min(self.planned, max(done, fits))  # may recover if it speeds up
+        if fits < self.planned:
+            if not self.history.time_limited:
+                self.log(f"time limit: the run ends after {fits} of {self.planned} "
+                         f"steps ({per_step * 1000:.0f} ms a step); the learning rate decays "
+                         "within them")
+            self.history.time_limited = True
+        return done >= self.schedule.total
 
 
 def _split(X: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
@@ -276,9 +290,9 @@ def fit(
     the current step and keeps the best weights so far; ``History.interrupted`` says so.
 
     ``deadline`` (a ``time.perf_counter()`` value; default: ``cfg.time_limit`` seconds from
-    the start): after each epoch, the run is shortened to the epochs that still fit at the
-    pace so far, the learning-rate decay finishing within them; past the deadline it stops
-    after the current step.  ``History.time_limited`` says when the limit cut the run.
+    the start): the run is shortened to the steps that still fit at the pace so far, the
+    learning-rate decay finishing within them, and ends at the deadline with the model so far
+    (the best epoch's weights where ``restore_best``).  ``History.time_limited`` says so.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the model trains with DistributedDataParallel:
     ``batch_size`` stays the global batch (see :mod:`tsformer.training.distributed`), metrics
@@ -325,6 +339,7 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     if deadline is None and cfg.time_limit is not None:
         deadline = time.perf_counter() + cfg.time_limit
+    limit = None
     gen = torch.Generator(device="cpu")
     gen.manual_seed(cfg.seed if cfg.seed is not None else int(time.time()))
     aug_gen = torch.Generator(device=device)
@@ -363,10 +378,13 @@ def fit(
     # is and how long it will take, from the first seconds on.
     pace = _Pace(log, cfg.epochs, steps) if cfg.verbose >= 1 and not show_bar else None
     t0 = time.perf_counter()
-    last = cfg.epochs  # a time limit may bring it forward
+    done = (start - 1) * steps  # optimiser steps taken
+    if deadline is not None and not distributed:
+        limit = _Deadline(deadline, schedule, history, log, done)
+    out_of_time = False
     try:
         for epoch in range(start, cfg.epochs + 1):
-            if epoch > last:
+            if out_of_time:
                 break
             model.train()
             perm = torch.randperm(len(Xt), generator=gen).to(device)
@@ -416,8 +434,9 @@ def fit(
                 bar.update(1)
                 if pace is not None:
                     pace.step(epoch, i + 1)
-                if deadline is not None and not distributed and time.perf_counter() > deadline:
-                    history.time_limited, last = True, epoch  # out of time: stop here
+                done += 1
+                if limit is not None and limit.step(done):
+                    out_of_time = True  # the steps that fit are taken: end the run here
                     break
             bar.close()
             sum_loss, sum_correct = dist_.all_reduce_sum([tot_loss, tot_correct], device)
@@ -447,8 +466,6 @@ def fit(
                 wait += 1
             if stop:
                 break
-            if deadline is not None and epoch < last:
-                last = _fit_in_time(epoch, last, start, t0, deadline, schedule, history, log)
             if cfg.patience is not None and wait >= cfg.patience:
                 history.stopped_early = True
                 if cfg.verbose >= 1:
