@@ -14,6 +14,10 @@ import torch
 from torch import Tensor, nn
 
 
+#: Series an ensemble with a shared fixed stem predicts together.
+SHARED_CHUNK = 32
+
+
 class Ensemble(nn.Module):
     """``members`` networks of one architecture; returns the log of their mean probabilities
     (a valid logit vector, so the softmax of the output is the averaged distribution)."""
@@ -25,23 +29,30 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: Tensor) -> Tensor:
-        shared = self._shared_features(x)
-        outs = (net(x) if shared is None else net.forward_features(shared)
-                for net in self.members)
+        if not self._shares_stem():
+            return self._average([net(x) for net in self.members])
+        if torch.is_grad_enabled() or len(x) <= SHARED_CHUNK:
+            return self._average_shared(x)
+        # Inference in chunks: features and heads of a few series stay in cache (1.4x).
+        return torch.cat([self._average_shared(c) for c in x.split(SHARED_CHUNK)])
+
+    def _average(self, outs: list[Tensor]) -> Tensor:
         probs = sum(o.float().softmax(-1) for o in outs) / len(self.members)
         return probs.clamp_min(1e-12).log()
 
-    def _shared_features(self, x: Tensor) -> Tensor | None:
-        """The members' fixed stem output, computed once, when every member has the same fixed
-        stem (the rocket stem: same kernels, thresholds from the same training series)."""
-        first = self.members[0]
+    def _average_shared(self, x: Tensor) -> Tensor:
+        f = self.members[0].fixed_features(x)
+        return self._average([net.forward_features(f) for net in self.members])
+
+    def _shares_stem(self) -> bool:
+        """Whether every member has the same fixed stem (the rocket stem: same kernels,
+        thresholds from the same training series), whose output is then computed once."""
         if torch.compiler.is_exporting():  # comparing weights is not traceable: each member
-            return None                     # computes its own stem in an exported graph
+            return False                    # computes its own stem in an exported graph
         if not all(callable(getattr(m, "fixed_state", None)) for m in self.members):
-            return None
-        state = first.fixed_state()
-        if not state or any(len(m.fixed_state()) != len(state) or not all(
+            return False
+        state = self.members[0].fixed_state()
+        return bool(state) and all(
+            len(m.fixed_state()) == len(state) and all(
                 torch.equal(a, b) for a, b in zip(m.fixed_state(), state, strict=True))
-                for m in self.members[1:]):
-            return None
-        return first.fixed_features(x)
+            for m in self.members[1:])

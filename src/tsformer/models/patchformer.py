@@ -183,8 +183,9 @@ class PatchFormerNet(nn.Module):
         return self._tokens(self.patch.project(f))
 
     def fixed_state(self) -> list[Tensor]:
-        """What the fixed stage computes with: members with equal state share its output."""
-        if not isinstance(self.patch, RocketTokens):
+        """What the fixed stage computes with: members with equal state share its output
+        (none before its thresholds are set: each member sets its own on its first input)."""
+        if not isinstance(self.patch, RocketTokens) or not self.patch.primed:
             return []
         return [self.patch.weight, self.patch.bias]
 
