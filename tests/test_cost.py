@@ -199,3 +199,14 @@ def test_a_short_run_drops_regularisation_and_warmup_except_what_the_user_set():
     # the seed preset has no such rule: its 10-epoch run is its schedule, shortened
     seed = resolve("seed", DataShape(1, 500, 2, 3601), {"train": {"epochs": 10}}).train
     assert seed.epochs == 10 and seed.patience == 10
+
+
+def test_soft_thresholds_of_a_series_do_not_depend_on_its_batch():
+    from tsformer.models.rocket import relaxed_thresholds
+
+    net = _rocket_net().eval()
+    x = torch.randn(6, 1, 64)
+    net.init_from_data(x)
+    with relaxed_thresholds(net), torch.no_grad():
+        assert torch.allclose(net(x)[:2], net(x[:2]), atol=1e-5)
+    assert net.patch.soft is None  # hard thresholds again after the block

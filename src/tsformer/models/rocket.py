@@ -87,7 +87,7 @@ class RocketTokens(nn.Module):
         self.patch_len, self.stride = patch_len, stride
         self.pad = patch_padding(n_timepoints, patch_len, stride)[0]
         #: None: the hard threshold (MiniRocket's PPV).  A float ``tau``: a sigmoid of width
-        #: ``tau`` x each feature's spread instead, so gradients reach the input (gradient
+        #: ``tau`` x each feature's spread in the series instead, so gradients reach the input (gradient
         #: attributions set it for the duration of an explanation; see :func:`relaxed_thresholds`).
         self.soft: float | None = None
         self.norm = nn.BatchNorm1d(n_feat * n_biases)
@@ -143,7 +143,8 @@ class RocketTokens(nn.Module):
                                   device=x.device)
                 torch.gt(h[:, :, None, :], b, out=ppv)
             else:
-                spread = h.detach().std(dim=(0, 2)).clamp_min(1e-6)[None, :, None, None]
+                # each series' own spread: an explanation must not depend on its batch
+                spread = h.detach().std(dim=2).clamp_min(1e-6)[:, :, None, None]
                 ppv = torch.sigmoid((h[:, :, None, :] - b) / (spread * self.soft))
             out.append(self._patch_mean(ppv.flatten(1, 2)))  # (B, 84 * nb, tokens)
         return torch.cat(out, 1)  # feature-major, as the bias table
