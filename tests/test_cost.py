@@ -173,7 +173,7 @@ def test_features_are_bit_identical_to_the_pooling_definition():
             if rt.pad:
                 ppv = F.pad(ppv, (0, rt.pad), mode="replicate")
             ref.append(F.avg_pool1d(ppv, rt.patch_len, rt.stride))
-        expected = torch.stack(ref, 2).flatten(1, 2)
+        expected = torch.stack(ref, 2).flatten(1, 2).transpose(1, 2)  # (batch, tokens, feats)
         assert torch.equal(net.fixed_features(x), expected)
 
 

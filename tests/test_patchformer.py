@@ -59,11 +59,11 @@ def test_rocket_stem_tokens_are_minirocket_ppv_per_patch():
     stem.fit_biases(x)
     assert bool(stem.ready) and (stem.bias.diff(dim=1) > 0).all()  # rising quantiles
     feats = stem.features(x)
-    assert feats.shape == (6, 6 * 84 * 4, 49) and feats.min() >= 0 and feats.max() <= 1
+    assert feats.shape == (6, 49, 6 * 84 * 4) and feats.min() >= 0 and feats.max() <= 1
     # Feature (kernel 0, dilation 1, threshold 1): the share of the patch above it.
     h = F.conv1d(x, k[:1, None], padding=4)
     want = F.avg_pool1d((h > stem.bias[0, 1]).float(), 4, 2)[:, 0]
-    assert torch.equal(feats[:, 1], want)
+    assert torch.equal(feats[:, :, 1], want)
     # Its thresholds split the kernel's outputs on the priming series into equal shares.
     assert abs(float((h > stem.bias[0, 1]).float().mean()) - 0.6) < 0.01
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-
 #: Series an ensemble with a shared fixed stem predicts together.
 SHARED_CHUNK = 32
 

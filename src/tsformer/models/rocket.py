@@ -87,8 +87,9 @@ class RocketTokens(nn.Module):
         self.patch_len, self.stride = patch_len, stride
         self.pad = patch_padding(n_timepoints, patch_len, stride)[0]
         #: None: the hard threshold (MiniRocket's PPV).  A float ``tau``: a sigmoid of width
-        #: ``tau`` x each feature's spread in the series instead, so gradients reach the input (gradient
-        #: attributions set it for the duration of an explanation; see :func:`relaxed_thresholds`).
+        #: ``tau`` x each feature's spread in the series instead, so gradients reach the
+        #: input (gradient attributions set it for the duration of an explanation; see
+        #: :func:`relaxed_thresholds`).
         self.soft: float | None = None
         self.norm = nn.BatchNorm1d(n_feat * n_biases)
         self.proj = nn.Conv1d(n_feat * n_biases, d_out, 1)
@@ -120,7 +121,7 @@ class RocketTokens(nn.Module):
         self._primed = bool(self.ready)  # loaded weights bring their thresholds
 
     def features(self, x: Tensor) -> Tensor:
-        """PPV per patch, ``(batch, features, tokens)``; no gradient unless :attr:`soft`."""
+        """PPV per patch, ``(batch, tokens, features)``; no gradient unless :attr:`soft`."""
         if not self._primed:  # not primed by `fit`: the first input sets the thresholds
             self.fit_biases(x)
         if self.soft is not None:
@@ -147,7 +148,9 @@ class RocketTokens(nn.Module):
                 spread = h.detach().std(dim=2).clamp_min(1e-6)[:, :, None, None]
                 ppv = torch.sigmoid((h[:, :, None, :] - b) / (spread * self.soft))
             out.append(self._patch_mean(ppv.flatten(1, 2)))  # (B, 84 * nb, tokens)
-        return torch.cat(out, 1)  # feature-major, as the bias table
+        # (B, tokens, features), features in the bias table's order: the layout the token
+        # projection reads as one matrix (written once, shared by an ensemble's members)
+        return torch.cat(out, 1).transpose(1, 2).contiguous()
 
     def _patch_mean(self, ppv: Tensor) -> Tensor:
         """Each patch's mean of ``ppv`` (the series' length), as ``avg_pool1d`` of it
@@ -175,11 +178,19 @@ class RocketTokens(nn.Module):
 
     def project(self, f: Tensor) -> Tensor:
         """Tokens ``(batch, d_out, tokens)`` from :meth:`features`' output (the learned part)."""
-        # The 1x1 convolution as a matrix product (its weight, so saved models load): 3x
-        # faster than Conv1d's path for a kernel of one on a CPU.
-        w = self.proj.weight[:, :, 0]
-        return torch.addmm(self.proj.bias, self.norm(f).transpose(1, 2).reshape(-1, w.shape[1]),
-                           w.T).view(f.shape[0], f.shape[2], -1).transpose(1, 2)
+        # The 1x1 convolution as one matrix product over the features as they lie (no
+        # transposed copy; Conv1d's path for a kernel of one is 3x slower on a CPU), with
+        # the BatchNorm folded into it at inference (no pass over the features).
+        w, b, bn = self.proj.weight[:, :, 0], self.proj.bias, self.norm
+        rows = f.reshape(-1, f.shape[-1])  # (batch x tokens, features): a view
+        if bn.training or bn.running_mean is None:
+            rows = bn(rows)
+        else:
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            b = b + w @ (bn.bias - bn.running_mean * scale)
+            w = w * scale
+        out = torch.addmm(b.to(f.dtype), rows, w.to(f.dtype).T)
+        return out.view(f.shape[0], f.shape[1], -1).transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.project(self.features(x))
