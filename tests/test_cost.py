@@ -210,3 +210,16 @@ def test_soft_thresholds_of_a_series_do_not_depend_on_its_batch():
     with relaxed_thresholds(net), torch.no_grad():
         assert torch.allclose(net(x)[:2], net(x[:2]), atol=1e-5)
     assert net.patch.soft is None  # hard thresholds again after the block
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "soon"])
+def test_a_bad_time_limit_is_one_line_before_any_work(value, capsys, no_data_reads):
+    from tsformer.cli import main
+
+    try:
+        code = main(["train", "--dataset", "ArrowHead", "--preset", "patchformer",
+                     "--time-limit", value])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and "--time-limit" in err and len(err.strip().splitlines()) <= 2
