@@ -262,6 +262,19 @@ def forward_macs(o: PatchFormerOptions, n_channels: int, n_timepoints: int) -> f
     return blocks + (n_channels * w * k + w * w * k) * n_timepoints + w * d * patch_len * tokens
 
 
+def fitted_series(n_train: int, validation_split: float) -> int:
+    """Series a run trains on: the training set less its validation split."""
+    return max(1, n_train - math.ceil(n_train * validation_split))
+
+
+def epoch_seconds(o: PatchFormerOptions, n_channels: int, n_timepoints: int, n_fit: int,
+                  batch_size: int) -> float:
+    """One network's epoch on the cost model's core (see :func:`forward_macs`)."""
+    steps = math.ceil(n_fit / batch_size)
+    return (n_fit * forward_macs(o, n_channels, n_timepoints) / MACS_PER_SECOND
+            + steps * STEP_SECONDS)
+
+
 def budget_seconds(n_train: int, n_timepoints: int) -> float:
     """The training budget of a set of this size on the cost model's core."""
     if n_train <= BUDGET_SERIES:
@@ -297,7 +310,7 @@ def auto_params(shape: DataShape, time_limit: float | None = None) -> dict[str, 
     n_train, c, t = int(shape.n_train or 0), shape.n_channels, shape.n_timepoints
     small = n_train < SMALL_DATA
     val = 0.0 if small else 0.1
-    n_fit = max(1, n_train - math.ceil(n_train * val))
+    n_fit = fitted_series(n_train, val)
     batch = int(min(64, max(8, 2 ** math.floor(math.log2(max(1, n_fit / 8))))))
     steps = math.ceil(n_fit / batch)
     wanted = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(TARGET_STEPS / steps))))
@@ -316,11 +329,11 @@ def auto_params(shape: DataShape, time_limit: float | None = None) -> dict[str, 
     else:
         model = {"stem": "conv", "stem_width": WIDE_STEM}
         opts = PatchFormerOptions.from_dict(model).resolved(c, t)
-    epoch_s = n_fit * forward_macs(opts, c, t) / MACS_PER_SECOND + steps * STEP_SECONDS
+    epoch_s = epoch_seconds(opts, c, t, n_fit, batch)
     if not small and wanted * epoch_s > budget:  # the wide stem does not fit: narrow it
         model["stem_width"] = 32
         opts = opts.replace(stem_width=32)
-        epoch_s = n_fit * forward_macs(opts, c, t) / MACS_PER_SECOND + steps * STEP_SECONDS
+        epoch_s = epoch_seconds(opts, c, t, n_fit, batch)
     affordable = budget / epoch_s  # member-epochs
     members = 1
     if small:
@@ -350,8 +363,7 @@ def finish_train(shape: DataShape, train: dict[str, Any], explicit: set[str]
     """The training options once the user's overrides are in: a short run (fewer than
     :data:`SHORT_RUN_STEPS` optimiser steps a network, e.g. ``--epochs 10`` on a small set)
     drops :data:`SHORT_RUN`'s regularisation and warm-up, except what the user set."""
-    n_fit = max(1, int(shape.n_train or 0) - math.ceil(int(shape.n_train or 0)
-                                                          * float(train["validation_split"])))
+    n_fit = fitted_series(int(shape.n_train or 0), float(train["validation_split"]))
     steps = int(train["epochs"]) * math.ceil(n_fit / int(train["batch_size"]))
     if steps >= SHORT_RUN_STEPS:
         return train
