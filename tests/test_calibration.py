@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
 import tsformer
 from tsformer.calibration import (
@@ -25,15 +26,6 @@ from tsformer.errors import ConfigError
 
 #: A FordA slice the seed preset trains on in a few seconds on one thread.
 N_TRAIN, N_TEST, LENGTH = 300, 200, 64
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------------- ECE

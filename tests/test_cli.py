@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
 import tsformer
 from tsformer.cli import main
@@ -13,16 +14,6 @@ from tsformer.cli import main
 #: Series and points of the CLI's training data: small enough that the seed preset trains two
 #: epochs in well under a second on one thread (its attention cost grows fast with length).
 N_TRAIN, N_TEST, LENGTH = 80, 40, 64
-
-
-def run(capsys, *argv):
-    """Exit code, stdout and stderr of one command; argparse's exit is a code like any other."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _quiet_main(argv):

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 from torch import nn
 
 pytest.importorskip("captum")
 
 from tsformer import TransformerClassifier  # noqa: E402
-from tsformer.cli import main  # noqa: E402
 from tsformer.config import DataShape, resolve  # noqa: E402
 from tsformer.errors import ConfigError, DataError  # noqa: E402
 from tsformer.explain import (  # noqa: E402
@@ -238,15 +238,6 @@ def series_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for i in range(5)]
     path.write_text("\n".join(rows) + "\n")
     return path
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_writes_figures_arrays_table_and_summary(run_dir: Path, series_file: Path,

@@ -13,21 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
 import tsformer
 from tsformer import ConfigError, DataError, ModelDirError, TrainingError, TsformerError
 from tsformer.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's own refusals exit from inside parse_args
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_exit_2(code: int, out: str, err: str, words: str) -> None:
