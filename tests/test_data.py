@@ -376,6 +376,10 @@ def test_ts_declared_unequal_length_is_resampled(tmp_path: Path) -> None:
     with pytest.warns(data.ResampledWarning, match="4-8 points; resampled to 8"):
         Xr, yr = data.load_file(p)
     assert Xr.shape == (3, 2, 8) and list(yr[-1:]) == ["run"]
+    # the cheap summary (tsformer datasets) reports the length loading resamples to, not
+    # the first series'
+    from tsformer.data.readers import _peek
+    assert _peek(p) == (3, 2, 8)
     np.testing.assert_allclose(Xr[2, 0], np.arange(8))
     np.testing.assert_allclose(Xr[0, 1], np.interp(np.linspace(0, 3, 8), np.arange(4), X[0, 1]),
                                atol=1e-5)

@@ -259,12 +259,17 @@ def _raise_ts_cell_error(path: Path, name: str, data_start: int, has_labels: boo
 
 
 def _peek_ts(path: Path) -> Shape:
+    """Shape from the header, the first series and a line count; with ``@equalLength
+    false`` the longest series of the file (what loading resamples to), from counting the
+    commas of every line rather than parsing its values."""
     with open(path, "rb") as f:
-        has_labels = False
+        has_labels, equal = False, True
         for raw in f:
             line = raw.strip().lower()
             if line.startswith(b"@classlabel"):
                 has_labels = b"true" in line
+            if line.startswith(b"@equallength"):
+                equal = b"false" not in line
             if line.startswith(b"@data"):
                 break
         first = b""
@@ -275,6 +280,16 @@ def _peek_ts(path: Path) -> Shape:
         if not first:
             return 0, None, None
         fields = first.split(b":")[: -1 if has_labels else None]
-        return 1 + _count_lines(f), len(fields), fields[0].count(b",") + 1
+        length = fields[0].count(b",") + 1
+        if equal:
+            return 1 + _count_lines(f), len(fields), length
+        n = 1
+        for raw in f:
+            row = raw.strip()
+            if row and not row.startswith(b"#"):
+                n += 1
+                cells = row.split(b":")[: -1 if has_labels else None]
+                length = max(length, *(c.count(b",") + 1 for c in cells))
+        return n, len(fields), length
 
 
