@@ -43,7 +43,7 @@ echo "setup: installing tsformer[$extras]" >&2
 # No build isolation: setup.py compiles the C++ attention kernel (tsformer._keras_attention)
 # against the torch installed above (an isolated build would fetch another, multi-GB torch).
 # Without a C++ compiler the install still succeeds, with the PyTorch fallback.
-pipq "setuptools>=68" wheel
+pipq "setuptools>=77" wheel
 pipq --no-build-isolation -e ".[$extras]"
 .venv/bin/python -c "from tsformer.models.keras_attention import native_status as s; \
 print('setup: attention kernel:', s())" >&2 || true
