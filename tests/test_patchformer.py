@@ -399,7 +399,8 @@ def test_live_minirocket_is_skipped_without_aeon(monkeypatch):
 @pytest.mark.parametrize("opts", [{"stem_kernel": 0}, {"stem": "lstm"}, {"pool": "max"},
                                   {"d_model": 30, "n_heads": 4}, {"diff": "abc"},
                                   {"spectral": "abc"}, {"instance_norm": 1},
-                                  {"members": 0}, {"members": "two"}, {"members": 2.5}])
+                                  {"members": 0}, {"members": "two"}, {"members": 2.5},
+                                  {"stem_kernel": 51}, {"stride": 1000}])
 def test_bad_model_options_are_one_clear_error(opts):
     # removed options (pool, diff, spectral) are unknown names now: still one clear line
     with pytest.raises(ConfigError, match=next(iter(opts))) as e:

@@ -72,6 +72,12 @@ class PatchFormerOptions(Options):
                               f"n_heads ({self.n_heads})")
 
     def resolved(self, n_channels: int, n_timepoints: int) -> PatchFormerOptions:
+        for name in ("stride", "stem_kernel"):  # longer than the series: only padding seen
+            v = getattr(self, name)
+            if v != "auto" and int(v) > n_timepoints:
+                raise ConfigError(f"model option {name} ({v}) is longer than the series "
+                                  f"({n_timepoints} points); use at most {n_timepoints} "
+                                  "or 'auto'")
         patch_len, stride = resolve_patching(n_timepoints, self.patch_len, self.stride)
         return self.replace(patch_len=patch_len, stride=stride,
                             stem_kernel=resolve_stem_kernel(stride, self.stem_kernel))
