@@ -160,6 +160,20 @@ def test_corrupt_config_json_is_one_line_for_predict_and_load(key, value, words,
         tsformer.load(bad)
 
 
+def test_non_finite_weights_are_blamed_on_the_file_not_the_input(tiny, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    d, run_dir = tiny
+    bad = _corrupt(run_dir, tmp_path / "nan", lambda c: None)
+    state = load_file(str(bad / "model.safetensors"))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name].clone().fill_(float("nan"))
+    save_file(state, str(bad / "model.safetensors"))
+    code, out, err = run(capsys, "predict", bad, d / "T_TEST.tsv")
+    one_line_exit_2(code, out, err, f"non-finite weights (NaN or infinity) in {name}")
+    assert "rescale" not in err
+
+
 def test_deeply_nested_or_huge_config_json_is_refused_unparsed(tiny, tmp_path, capsys):
     d, run_dir = tiny
     nested = _corrupt(run_dir, tmp_path / "nested", lambda c: None)

@@ -249,6 +249,11 @@ def load_model_dir(path: str | os.PathLike, *, device: str | torch.device = "cpu
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelDirError(f"{weights} is corrupt or not a safetensors file ({e})") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # else every prediction is NaN and the refusal would blame the input series
+        raise ModelDirError(f"{weights} holds non-finite weights (NaN or infinity) in "
+                            f"{bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; "
+                            "the file is damaged: save or train the model again")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
