@@ -198,6 +198,8 @@ def test_a_binary_history_does_not_stop_a_model_loading(tiny, tmp_path):
 @pytest.mark.parametrize("where, words", [
     ("afile/run", "afile is not a directory"),
     ("/proc/tsformer-test/run", "not writable"),
+    (".", "is the current directory"),
+    ("..", "is the current directory or holds it"),
 ])
 def test_unwritable_out_fails_before_training(where, words, tiny, tmp_path, monkeypatch, capsys):
     d, _ = tiny
