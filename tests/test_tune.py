@@ -96,6 +96,21 @@ def test_pruning_from_epoch_validation_loss(tiny_preset: str, tmp_path: Path) ->
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_an_interrupted_trial_does_not_count_toward_the_target(tiny_preset: str,
+                                                              tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 1, 16)).astype(np.float32)
+    y = rng.integers(0, 2, 30)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="r", storage=storage, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))  # Ctrl-C
+    study = tune.run_tune(X, y, preset=tiny_preset, n_trials=2, epochs=1, device="cpu",
+                          storage=storage, study_name="r", pruner=optuna.pruners.NopPruner(),
+                          log=lambda s: None)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2 and len(states) == 3
+
+
 #: A PostgreSQL database to run the shared-study test against as well, e.g.
 #: ``postgresql+psycopg2://postgres@127.0.0.1:5433/tsformer`` (needs psycopg2); CI has none.
 POSTGRES = os.environ.get("TSFORMER_TEST_POSTGRES")

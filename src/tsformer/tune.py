@@ -281,13 +281,17 @@ def run_tune(
         else:
             log(f"trial {t.number}: {t.state.name.lower()}")
 
-    remaining = n_trials - len(study.trials)
+    # Trials that ran to an answer count toward the target; one interrupted (Ctrl-C), failed
+    # or left running by a killed worker does not, so resuming a study still runs n_trials.
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=counted))
+    remaining = n_trials - done
     if remaining <= 0:
-        log(f"study {study_name!r} already holds {len(study.trials)} trials (target {n_trials})")
+        log(f"study {study_name!r} already holds {done} finished trials (target {n_trials})")
         return study
-    log(f"study {study_name!r}: {len(study.trials)} trials so far, target {n_trials}; "
+    log(f"study {study_name!r}: {done} finished trials so far, target {n_trials}; "
         f"{len(Xf)} fit / {len(Xv)} validation series, {epochs} epochs per trial")
-    stop_at_target = optuna.study.MaxTrialsCallback(n_trials, states=None)
+    stop_at_target = optuna.study.MaxTrialsCallback(n_trials, states=counted)
     study.optimize(objective, n_trials=remaining, timeout=timeout,
                    callbacks=[announce, stop_at_target],
                    catch=(torch.cuda.OutOfMemoryError,))
