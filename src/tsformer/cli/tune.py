@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train", dest="train_file", help="labelled training file instead")
     p.add_argument("--preset", default="seed", help="preset whose search space to use")
     p.add_argument("--trials", type=positive_int, required=True,
-                   help="trials the study should hold in total, all workers together")
+                   help="finished (complete or pruned) trials the study should hold in "
+                   "total, all workers together")
     p.add_argument("--storage", help=f"Optuna storage URL (default sqlite:///OUT/{DEFAULT_DB}); "
                    "postgresql://user:pw@host/db lets workers on many machines share a study")
     p.add_argument("--study", help="study name (default DATASET-PRESET); workers join by name")
