@@ -9,7 +9,9 @@
   KeyboardInterrupt or status 143).  A second Ctrl-C stops at once.
 * uvicorn has no timeout for a request's headers: a client that connects and sends half a
   request line holds its connection for ever.  :func:`head_timeout_protocol` adds one to
-  uvicorn's HTTP/1.1 protocol; the body has its own deadline in the ASGI middleware.
+  uvicorn's HTTP/1.1 protocol; the body has its own deadline in the ASGI middleware.  The
+  same protocol answers a request uvicorn cannot parse with a JSON 400, as every other
+  refusal, instead of uvicorn's plain text.
 """
 
 from __future__ import annotations
@@ -31,13 +33,18 @@ from .middleware import SECURITY_HEADERS, _error_body
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _timeout_response(seconds: float) -> bytes:
-    body = _error_body(f"the request headers did not arrive within {seconds:g} s (the "
-                       "server's --header-timeout)", None)
-    head = [b"HTTP/1.1 408 Request Timeout", b"content-type: application/json",
+def _raw_response(status: bytes, detail: str) -> bytes:
+    """A JSON refusal written straight to the socket (the connection then closes)."""
+    body = _error_body(detail, None)
+    head = [b"HTTP/1.1 " + status, b"content-type: application/json",
             b"content-length: " + str(len(body)).encode(), b"connection: close",
             *(k + b": " + v for k, v in SECURITY_HEADERS)]
     return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def _timeout_response(seconds: float) -> bytes:
+    return _raw_response(b"408 Request Timeout", f"the request headers did not arrive within "
+                         f"{seconds:g} s (the server's --header-timeout)")
 
 
 def head_timeout_protocol(base: type[asyncio.Protocol], seconds: float) -> type:
@@ -85,6 +92,15 @@ def head_timeout_protocol(base: type[asyncio.Protocol], seconds: float) -> type:
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn answers a request it cannot parse in plain text; every refusal here is
+            # JSON (the connection closes either way)
+            why = msg.strip().rstrip(".") or "unparseable request"
+            self.transport.write(_raw_response(
+                b"400 Bad Request", f"the request is not valid HTTP/1.1 ({why}); check the "
+                "client or proxy sending it"))
+            self.transport.close()
 
         def _head_expired(self) -> None:
             self._head_timer = None
