@@ -124,8 +124,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             write_results(Path(args.out), results, meta)
         _print_table(results)
         if args.out:
-            print(f"results written to {args.out}/results.md, results.csv and results.json",
-                  file=sys.stderr)
+            print(f"results written to {args.out}/results.md, results.csv, results.json and "
+                  "accuracy_vs_cpu.png", file=sys.stderr)
         return 0
     from ..suite import SUITES
 
