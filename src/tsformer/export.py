@@ -35,7 +35,7 @@ from .config import RunConfig
 from .errors import ConfigError, ModelDirError, TsformerError
 from .inference import predict_logits
 from .model_dir import SAMPLE_NAME, read_json_bounded
-from .models import count_parameters
+from .models import Ensemble, count_parameters
 from .pipeline import load
 from .runtime import (
     FORMAT,
@@ -168,6 +168,9 @@ def _metadata(cfg: RunConfig, n_parameters: int) -> dict[str, str]:
 def to_onnx_bytes(model: nn.Module, cfg: RunConfig) -> bytes:
     """The serialised ONNX model of ``model`` (eval mode, on the CPU) with its metadata."""
     _require_tools()
+    for m in model.modules():  # an ensemble's members share one stem in the graph too
+        if isinstance(m, Ensemble):
+            m.prepare_export()
     wrapped = _Outputs(model).eval()
     example = torch.zeros(2, cfg.n_channels, cfg.n_timepoints)
     try:

@@ -26,11 +26,18 @@ class Ensemble(nn.Module):
         if len(members) < 1:
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
+        #: Whether a graph exported from this ensemble computes the shared stem once: set by
+        #: :meth:`prepare_export` before tracing, where comparing weights cannot run.
+        self.export_shares_stem = False
+
+    def prepare_export(self) -> None:
+        """Decide, eagerly, whether the exported graph may share the fixed stem."""
+        self.export_shares_stem = self._shares_stem()
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._shares_stem():
             return self._average([net(x) for net in self.members])
-        if torch.is_grad_enabled() or len(x) <= SHARED_CHUNK:
+        if torch.is_grad_enabled() or torch.compiler.is_exporting() or len(x) <= SHARED_CHUNK:
             return self._average_shared(x)
         # Inference in chunks: features and heads of a few series stay in cache (1.4x).
         return torch.cat([self._average_shared(c) for c in x.split(SHARED_CHUNK)])
@@ -46,8 +53,8 @@ class Ensemble(nn.Module):
     def _shares_stem(self) -> bool:
         """Whether every member has the same fixed stem (the rocket stem: same kernels,
         thresholds from the same training series), whose output is then computed once."""
-        if torch.compiler.is_exporting():  # comparing weights is not traceable: each member
-            return False                    # computes its own stem in an exported graph
+        if torch.compiler.is_exporting():  # comparing weights is not traceable: decided
+            return self.export_shares_stem  # before the trace (prepare_export)
         if not all(callable(getattr(m, "fixed_state", None)) for m in self.members):
             return False
         state = self.members[0].fixed_state()
