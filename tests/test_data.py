@@ -380,6 +380,8 @@ def test_ts_declared_unequal_length_is_resampled(tmp_path: Path) -> None:
     # the first series'
     from tsformer.data.readers import _peek
     assert _peek(p) == (3, 2, 8)
+    p.write_text(_ts_text(X, y, extra_header="@equalLength false") + "0,1,2,3\n")  # no label
+    assert _peek(p) == (3, 2, 4)  # a malformed row is loading's to refuse, not the summary's
     np.testing.assert_allclose(Xr[2, 0], np.arange(8))
     np.testing.assert_allclose(Xr[0, 1], np.interp(np.linspace(0, 3, 8), np.arange(4), X[0, 1]),
                                atol=1e-5)

@@ -400,12 +400,22 @@ def test_live_minirocket_is_skipped_without_aeon(monkeypatch):
                                   {"d_model": 30, "n_heads": 4}, {"diff": "abc"},
                                   {"spectral": "abc"}, {"instance_norm": 1},
                                   {"members": 0}, {"members": "two"}, {"members": 2.5},
-                                  {"stem_kernel": 51}, {"stride": 1000}])
+                                  {"stem_kernel": 64}, {"stride": 1000}])
 def test_bad_model_options_are_one_clear_error(opts):
     # removed options (pool, diff, spectral) are unknown names now: still one clear line
     with pytest.raises(ConfigError, match=next(iter(opts))) as e:
         create_model("patchformer", n_channels=1, n_timepoints=50, n_classes=2, **opts)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("t", [5, 14, 50])
+def test_a_resolved_config_resolves_again_for_short_series(t):
+    # the automatic kernel (15 at stride 1) is written into config.json; training again from
+    # it (--config RUN_DIR, tune's best.json) must not be refused as longer than the series
+    for stem in ("conv", "rocket"):
+        first = resolve("patchformer", DataShape(1, t, 2, 600), {"model": {"stem": stem}})
+        again = resolve("patchformer", DataShape(1, t, 2, 600), {"model": first.model.to_dict()})
+        assert again.model == first.model
 
 
 def test_benchmark_merge_pools_runs_split_over_processes(tmp_path, monkeypatch, capsys):

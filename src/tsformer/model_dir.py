@@ -69,8 +69,11 @@ def check_writable_target(path: str | os.PathLike, overwrite: bool = False, *,
     ``kind`` name another kind of output directory (e.g. explanations) and the file that
     identifies one."""
     p = check_creatable(path)
-    cwd = Path.cwd().resolve()
-    if p.resolve() == cwd or p.resolve() in cwd.parents:  # it is replaced as a whole
+    try:
+        cwd, target = Path.cwd().resolve(), p.resolve()
+    except (OSError, RuntimeError):  # no current directory, or a symlink loop: not it
+        cwd = target = None
+    if cwd is not None and (target == cwd or target in cwd.parents):  # replaced as a whole
         raise ModelDirError(f"output directory {p} is the current directory or holds it; "
                             "name a directory below it (e.g. runs/NAME)")
     if p.is_dir() and any(p.iterdir()):

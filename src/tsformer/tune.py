@@ -281,8 +281,10 @@ def run_tune(
         else:
             log(f"trial {t.number}: {t.state.name.lower()}")
 
-    # Trials that ran to an answer count toward the target; one interrupted (Ctrl-C), failed
-    # or left running by a killed worker does not, so resuming a study still runs n_trials.
+    # Trials that ran to an answer count toward the target; one interrupted (Ctrl-C) or failed
+    # does not, so resuming a study still runs n_trials.  Other workers' running trials
+    # count too when deciding to stop (else each would finish one more); a killed worker's
+    # stops counting once its heartbeat lapses (open_study).
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=counted))
     remaining = n_trials - done
@@ -291,7 +293,8 @@ def run_tune(
         return study
     log(f"study {study_name!r}: {done} finished trials so far, target {n_trials}; "
         f"{len(Xf)} fit / {len(Xv)} validation series, {epochs} epochs per trial")
-    stop_at_target = optuna.study.MaxTrialsCallback(n_trials, states=counted)
+    stop_at_target = optuna.study.MaxTrialsCallback(
+        n_trials, states=(*counted, optuna.trial.TrialState.RUNNING))
     study.optimize(objective, n_trials=remaining, timeout=timeout,
                    callbacks=[announce, stop_at_target],
                    catch=(torch.cuda.OutOfMemoryError,))

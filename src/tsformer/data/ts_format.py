@@ -289,7 +289,7 @@ def _peek_ts(path: Path) -> Shape:
             if row and not row.startswith(b"#"):
                 n += 1
                 cells = row.split(b":")[: -1 if has_labels else None]
-                length = max(length, *(c.count(b",") + 1 for c in cells))
+                length = max([length, *(c.count(b",") + 1 for c in cells)])
         return n, len(fields), length
 
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .patches import is_exporting
+
 #: Series an ensemble with a shared fixed stem predicts together.
 SHARED_CHUNK = 32
 
@@ -37,7 +39,7 @@ class Ensemble(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self._shares_stem():
             return self._average([net(x) for net in self.members])
-        if torch.is_grad_enabled() or torch.compiler.is_exporting() or len(x) <= SHARED_CHUNK:
+        if torch.is_grad_enabled() or is_exporting() or len(x) <= SHARED_CHUNK:
             return self._average_shared(x)
         # Inference in chunks: features and heads of a few series stay in cache (1.4x).
         return torch.cat([self._average_shared(c) for c in x.split(SHARED_CHUNK)])
@@ -53,7 +55,7 @@ class Ensemble(nn.Module):
     def _shares_stem(self) -> bool:
         """Whether every member has the same fixed stem (the rocket stem: same kernels,
         thresholds from the same training series), whose output is then computed once."""
-        if torch.compiler.is_exporting():  # comparing weights is not traceable: decided
+        if is_exporting():  # comparing weights is not traceable: decided
             return self.export_shares_stem  # before the trace (prepare_export)
         if not all(callable(getattr(m, "fixed_state", None)) for m in self.members):
             return False

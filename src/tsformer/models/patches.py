@@ -5,7 +5,13 @@ Shared by the patchformer network and its rocket stem; each rule depends on size
 
 from __future__ import annotations
 
+import torch
+
 from ..errors import ConfigError
+
+#: Whether ``torch.export`` is tracing the call (torch.compiler.is_exporting, torch >= 2.5;
+#: never on older releases, which tsformer's export does not support anyway).
+is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
 
 #: Tokens the patcher aims for: attention is quadratic in it, and ~64 covers every length.
 TARGET_TOKENS = 64

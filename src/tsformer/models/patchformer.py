@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..options import Options, option
 from ..registry import DataShape, register_model, register_preset
 from .normalization import InstanceNorm
-from .patches import patch_padding, resolve_patching, resolve_stem_kernel
+from .patches import MAX_KERNEL, patch_padding, resolve_patching, resolve_stem_kernel
 from .rocket import RocketTokens, n_rocket_features
 
 
@@ -72,12 +72,16 @@ class PatchFormerOptions(Options):
                               f"n_heads ({self.n_heads})")
 
     def resolved(self, n_channels: int, n_timepoints: int) -> PatchFormerOptions:
-        for name in ("stride", "stem_kernel"):  # longer than the series: only padding seen
-            v = getattr(self, name)
-            if v != "auto" and int(v) > n_timepoints:
+        # Longer than the series, a stride or kernel sees mostly padding; the automatic
+        # kernel (at most MAX_KERNEL, which a saved config repeats) always passes, and the
+        # rocket stem has no learned kernel.
+        checks = [("stride", self.stride, n_timepoints)]
+        if self.stem == "conv":
+            checks.append(("stem_kernel", self.stem_kernel, max(n_timepoints, MAX_KERNEL)))
+        for name, v, most in checks:
+            if v != "auto" and int(v) > most:
                 raise ConfigError(f"model option {name} ({v}) is longer than the series "
-                                  f"({n_timepoints} points); use at most {n_timepoints} "
-                                  "or 'auto'")
+                                  f"({n_timepoints} points); use at most {most} or 'auto'")
         patch_len, stride = resolve_patching(n_timepoints, self.patch_len, self.stride)
         return self.replace(patch_len=patch_len, stride=stride,
                             stem_kernel=resolve_stem_kernel(stride, self.stem_kernel))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .patches import patch_padding
+from .patches import is_exporting, patch_padding
 
 #: Points (series x length) whose kernel outputs set the rocket stem's thresholds.
 QUANTILE_POINTS = 8192
@@ -166,7 +166,7 @@ class RocketTokens(nn.Module):
             return F.avg_pool1d(ppv, p, s)
         k, full = p // s, ppv.shape[-1] // s  # full: blocks wholly inside the series
         runs = ppv[..., :full * s].reshape(-1, full, s)
-        if torch.compiler.is_exporting():  # onnxruntime's MatMul with an inner size of a few
+        if is_exporting():  # onnxruntime's MatMul with an inner size of a few
             blocks = runs.sum(-1)           # points is 100x slower than its ReduceSum
         else:
             blocks = runs @ torch.ones(s, dtype=ppv.dtype, device=ppv.device)
