@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 
 from tsformer.models import Ensemble
 from tsformer.models.patchformer import (
@@ -214,12 +215,6 @@ def test_soft_thresholds_of_a_series_do_not_depend_on_its_batch():
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "soon"])
 def test_a_bad_time_limit_is_one_line_before_any_work(value, capsys, no_data_reads):
-    from tsformer.cli import main
-
-    try:
-        code = main(["train", "--dataset", "ArrowHead", "--preset", "patchformer",
-                     "--time-limit", value])
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
+    code, _, err = run(capsys, "train", "--dataset", "ArrowHead", "--preset", "patchformer",
+                       "--time-limit", value)
     assert code == 2 and "--time-limit" in err and len(err.strip().splitlines()) <= 2

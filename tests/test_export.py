@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -249,12 +250,9 @@ def test_export_refuses_bad_targets_and_formats(seed_run, tmp_path, capsys, monk
 
 
 def _exit_code(argv: list[str], capsys) -> str:
-    """``CODE:stderr`` of the CLI (argparse's refusals exit through SystemExit)."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    return f"{code}:{capsys.readouterr().err}"
+    """``CODE:stderr`` of the CLI."""
+    code, _, err = run(capsys, *argv)
+    return f"{code}:{err}"
 
 
 def test_runtime_refuses_what_is_not_a_tsformer_export(tmp_path, seed_run, capsys):
