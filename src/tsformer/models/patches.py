@@ -1,6 +1,7 @@
 """How a series is cut into tokens: patch length, stride, padding and the stem's kernel.
 
 Shared by the patchformer network and its rocket stem; each rule depends on sizes only.
+Also :data:`is_exporting`, which the stem and the ensemble consult to trace export-friendly ops.
 """
 
 from __future__ import annotations
